@@ -1,0 +1,13 @@
+//! History archives: status-go's wire format, partitioning, the builder, the cumulative index,
+//! sealing for encrypted communities, and the persisted per-community state.
+
+pub mod builder;
+pub mod format;
+pub mod index;
+pub mod partition;
+pub mod seal;
+pub mod state;
+
+pub use builder::{Builder, BuiltArchive, BuiltIndex, Outcome, Params, Sink};
+pub use format::{Archive, Entry, Metadata};
+pub use index::Index;

@@ -1,0 +1,99 @@
+//! Per-community archive state, persisted: `last_archive_end` and the cumulative index entries.
+
+use crate::community::CommunityId;
+use crate::db::{self, Batch, Db, Tree, TreeName};
+
+use super::format::Entry;
+use super::index::Index;
+
+const END: &[u8] = b"end/";
+const ENTRY: &[u8] = b"entry/";
+
+/// Errors of the archive state.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    #[error("corrupt archive state: {0}")]
+    Corrupt(String),
+}
+
+/// Handle to the persisted archive state; cheap to clone.
+#[derive(Clone)]
+pub struct ArchiveState {
+    db: Db,
+    tree: Tree,
+}
+
+fn key(prefix: &[u8], community: &CommunityId, rest: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(community.as_bytes());
+    k.extend_from_slice(rest);
+    k
+}
+
+impl ArchiveState {
+    /// Opens the state in `db`.
+    pub fn open(db: &Db) -> Result<Self, Error> {
+        Ok(Self { db: db.clone(), tree: db.tree(TreeName::Archives)? })
+    }
+
+    /// The `to` of the last archive run, if any.
+    pub fn last_archive_end(&self, community: &CommunityId) -> Result<Option<u64>, Error> {
+        match self.tree.get(&key(END, community, &[]))? {
+            None => Ok(None),
+            Some(v) => <[u8; 8]>::try_from(&v[..])
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| Error::Corrupt("last_archive_end".into())),
+        }
+    }
+
+    /// The cumulative index of every archive built so far.
+    pub fn index(&self, community: &CommunityId) -> Result<Index, Error> {
+        let mut idx = Index::default();
+        for row in self.tree.scan_prefix(&key(ENTRY, community, &[])) {
+            let (_, v) = row?;
+            let e = Entry::decode(&v).map_err(|e| Error::Corrupt(e.to_string()))?;
+            idx.insert(e);
+        }
+        Ok(idx)
+    }
+
+    /// Records a finished run in one atomic batch: new entries and the new `last_archive_end`
+    /// (which never moves backwards), then flushes.
+    pub fn commit_round(
+        &self,
+        community: &CommunityId,
+        entries: &[(String, Entry)],
+        end: u64,
+    ) -> Result<(), Error> {
+        let end = self.last_archive_end(community)?.map_or(end, |old| old.max(end));
+        let mut b = Batch::default();
+        for (id, e) in entries {
+            b.insert(key(ENTRY, community, id.as_bytes()), e.encode());
+        }
+        b.insert(key(END, community, &[]), end.to_be_bytes().to_vec());
+        self.tree.apply(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::format::Metadata;
+    use crate::crypto::KeyPair;
+
+    #[test]
+    fn end_only_moves_forward_and_entries_accumulate() {
+        let s = ArchiveState::open(&Db::memory()).unwrap();
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        assert_eq!(s.last_archive_end(&c).unwrap(), None);
+        let e = Entry { metadata: Metadata { from: 0, to: 10, topics: vec![] }, cid: "c".into() };
+        s.commit_round(&c, &[(e.id(), e.clone())], 100).unwrap();
+        s.commit_round(&c, &[], 50).unwrap();
+        assert_eq!(s.last_archive_end(&c).unwrap(), Some(100));
+        assert_eq!(s.index(&c).unwrap().archives.len(), 1);
+    }
+}

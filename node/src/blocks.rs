@@ -1,0 +1,3 @@
+//! Content addressing: CIDs of blocks.
+
+pub mod cid;

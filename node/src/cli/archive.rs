@@ -1,0 +1,144 @@
+//! `archive-node archive build|inspect`.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::DataDirArg;
+use crate::archive::builder::{self, BuiltArchive, BuiltIndex, SinkError};
+use crate::archive::seal::{self, KeyRing};
+use crate::archive::{partition, state::ArchiveState, Archive, Builder, Index, Params};
+use crate::blocks::cid;
+use crate::community::CommunityId;
+use crate::crypto::ArchiveKey;
+use crate::data_dir::write_atomic;
+use crate::json::{ArchiveView, IndexView};
+use crate::message::Topic;
+use crate::message_store::MessageStore;
+
+/// Largest file `archive inspect` reads: a sealed 30 MB archive with room to spare.
+const MAX_INSPECT_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Subcommand, Debug)]
+pub enum ArchiveCommand {
+    /// Build history archives of a community's stored messages into a directory.
+    ///
+    /// Writes DIR/<archive-id>.bin per archive and DIR/index.bin (the cumulative index), prints a
+    /// JSON line per archive and a summary line. The next run starts where this one ended, so
+    /// running again without new messages creates nothing.
+    Build {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// Community id (0x + 66 hex digits).
+        #[arg(long)]
+        community: CommunityId,
+        /// Start, unix seconds [default: end of the last run, else the oldest message].
+        #[arg(long)]
+        from: Option<u64>,
+        /// End (exclusive), unix seconds [default: now].
+        #[arg(long)]
+        to: Option<u64>,
+        /// Window length in seconds.
+        #[arg(long, default_value_t = partition::DEFAULT_PARTITION_SECS)]
+        partition: u64,
+        /// Archive only these topics (name or 0x + 8 hex; repeatable) [default: every topic].
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Seal archives and index with this 32-byte archive key (64 hex digits).
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decode an archive or index file and print it as JSON.
+    Inspect {
+        /// The file (an archive or an index, sealed or not).
+        file: PathBuf,
+        /// Archive key to open a sealed file (64 hex digits).
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+    },
+}
+
+pub fn run(cmd: ArchiveCommand) -> anyhow::Result<()> {
+    match cmd {
+        ArchiveCommand::Build { data_dir, community, from, to, partition, topics, key, out } => {
+            if partition == 0 {
+                anyhow::bail!("--partition must be at least 1 second");
+            }
+            let key = key.map(|k| ArchiveKey::from_hex(&k)).transpose()?;
+            let to = match to {
+                Some(t) => t,
+                None => SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+            };
+            let topics = topics.iter().map(|t| t.parse::<Topic>().expect("infallible")).collect();
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let (_dir, db) = data_dir.open()?;
+            let builder =
+                Builder::new(MessageStore::open(&db)?, ArchiveState::open(&db)?, |b| cid::raw(b).to_string());
+            let params = Params { community, from, to, partition_secs: partition, topics, key };
+            let mut sink = DirSink { dir: &out, index_path: None };
+            let outcome = builder.run(&params, &mut sink)?;
+            super::out(json!({"summary": {
+                "from": outcome.from, "to": outcome.to, "archives": outcome.archives.len(),
+                "messages": outcome.messages, "dropped_oversize": outcome.dropped_oversize,
+                "index": sink.index_path.map(|p| p.display().to_string()), "index_cid": outcome.index_cid,
+            }}))?;
+            Ok(())
+        }
+        ArchiveCommand::Inspect { file, key } => {
+            let mut keys = KeyRing::default();
+            if let Some(k) = key {
+                keys.add(ArchiveKey::from_hex(&k)?);
+            }
+            let meta = std::fs::metadata(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            if meta.len() > MAX_INSPECT_BYTES {
+                anyhow::bail!("{} is {} bytes, more than an archive can be", file.display(), meta.len());
+            }
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let plain = seal::open(&bytes, &keys)?;
+            super::out(inspect(&plain)?)?;
+            Ok(())
+        }
+    }
+}
+
+/// Decodes archive or index bytes into JSON.
+fn inspect(plain: &[u8]) -> anyhow::Result<String> {
+    match Archive::decode(plain) {
+        Ok(a) => Ok(serde_json::to_string(&ArchiveView::from(&a))?),
+        Err(archive_err) => match Index::decode(plain) {
+            Ok(i) => Ok(serde_json::to_string(&IndexView::from(&i))?),
+            Err(index_err) => anyhow::bail!("neither an archive ({archive_err}) nor an index ({index_err})"),
+        },
+    }
+}
+
+/// Writes each archive and the index into a directory.
+struct DirSink<'a> {
+    dir: &'a Path,
+    index_path: Option<PathBuf>,
+}
+
+impl builder::Sink for DirSink<'_> {
+    fn archive(&mut self, a: &BuiltArchive) -> Result<(), SinkError> {
+        write_atomic(&self.dir.join(format!("{}.bin", a.id)), &a.bytes)?;
+        let line = json!({
+            "id": a.id, "from": a.entry.metadata.from, "to": a.entry.metadata.to,
+            "messages": a.messages, "bytes": a.bytes.len(), "cid": a.entry.cid,
+        });
+        super::out(line)?;
+        Ok(())
+    }
+
+    fn index(&mut self, i: &BuiltIndex) -> Result<(), SinkError> {
+        let path = self.dir.join("index.bin");
+        write_atomic(&path, &i.bytes)?;
+        self.index_path = Some(path);
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The layout of a node's data directory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Environment variable that sets the default data directory.
+pub const ENV: &str = "ARCHIVE_NODE_DATA_DIR";
+
+/// A node's data directory: `db/` (sled) and, later, keys and the RPC token.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The directory at `root` (not created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `$HOME/.archive-node`, or `./.archive-node` without a home.
+    pub fn default_path() -> PathBuf {
+        std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from).join(".archive-node")
+    }
+
+    /// Creates the directory (mode 0700 on unix) if needed.
+    pub fn create(&self) -> io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The sled database directory.
+    pub fn db(&self) -> PathBuf {
+        self.root.join("db")
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! archive-node: a peer-to-peer node that keeps the message history of communities alive.
+//!
+//! Layout, bottom up (no module imports one above it):
+//! - [`crypto`], [`community`], [`message`]: keys, ids and the rules that make a message valid;
+//! - [`db`]: the embedded key-value database (the only module that imports sled);
+//! - [`message_store`]: verified messages ordered by community and time;
+//! - [`blocks`]: content addressing;
+//! - [`archive`]: status-go's history archive format, partitioning, builder and index;
+//! - [`data_dir`], [`json`]: the data directory layout and the JSON views shared by CLI and RPC;
+//! - [`cli`]: the `archive-node` command line.
+
+pub mod archive;
+pub mod blocks;
+pub mod cli;
+pub mod community;
+pub mod crypto;
+pub mod data_dir;
+pub mod db;
+pub mod json;
+pub mod message;
+pub mod message_store;

@@ -1,0 +1,356 @@
+//! The message store: verified messages of every community, ordered by time.
+//!
+//! Layout (tree [`TreeName::Messages`]): key `community (33) | timestamp_be (8) | hash (32)`, value
+//! `topic (4) | weight_be (4) | protobuf WakuMessage`. The key is a function of the message, so
+//! deduplication is a key lookup and a repeated insert (e.g. after a crash) is idempotent. The
+//! value header lets the archive builder filter by topic and cap chunk sizes without decoding.
+
+use crate::community::CommunityId;
+use crate::crypto::PUBLIC_KEY_LEN;
+use crate::db::{self, Batch, Db, Tree, TreeName, Value};
+use crate::message::{self, Message, Topic, VerifiedMessage};
+
+const KEY_LEN: usize = PUBLIC_KEY_LEN + 8 + 32;
+const HEADER_LEN: usize = 4 + 4;
+/// Largest page a query returns, whatever limit the caller asks for.
+pub const MAX_QUERY_LIMIT: usize = 10_000;
+
+/// Errors of the message store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    #[error("corrupt message record: {0}")]
+    Corrupt(String),
+    #[error("invalid cursor")]
+    Cursor,
+    #[error(transparent)]
+    Message(#[from] message::Error),
+}
+
+/// A stored message as the archive builder reads it: header fields plus the encoded bytes.
+#[derive(Clone, Debug)]
+pub struct StoredMessage {
+    pub timestamp: u64,
+    pub hash: [u8; 32],
+    pub topic: Topic,
+    /// `len(payload) + len(sig)`.
+    pub weight: u32,
+    value: Value,
+}
+
+impl StoredMessage {
+    /// The protobuf `WakuMessage` bytes, exactly as they go into an archive.
+    pub fn encoded(&self) -> &[u8] {
+        &self.value[HEADER_LEN..]
+    }
+
+    /// Decodes the full message.
+    pub fn decode(&self) -> Result<Message, Error> {
+        Ok(Message::decode(self.encoded())?)
+    }
+}
+
+/// What an insert did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: usize,
+    pub duplicates: usize,
+}
+
+/// A query over one community's messages.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// Only these topics (empty: every topic).
+    pub topics: Vec<Topic>,
+    /// Inclusive lower bound, unix seconds.
+    pub from: Option<u64>,
+    /// Exclusive upper bound, unix seconds.
+    pub to: Option<u64>,
+    /// Page size (capped at [`MAX_QUERY_LIMIT`]; 0 or None: the cap).
+    pub limit: Option<usize>,
+    /// Continue after this cursor (from a previous page).
+    pub cursor: Option<String>,
+}
+
+/// One page of a query.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// Present when more messages may follow.
+    pub cursor: Option<String>,
+}
+
+/// Handle to the message store; cheap to clone.
+#[derive(Clone)]
+pub struct MessageStore {
+    db: Db,
+    tree: Tree,
+}
+
+fn key(community: &CommunityId, timestamp: u64, hash: &[u8; 32]) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    k[..PUBLIC_KEY_LEN].copy_from_slice(community.as_bytes());
+    k[PUBLIC_KEY_LEN..PUBLIC_KEY_LEN + 8].copy_from_slice(&timestamp.to_be_bytes());
+    k[PUBLIC_KEY_LEN + 8..].copy_from_slice(hash);
+    k
+}
+
+fn time_key(community: &CommunityId, timestamp: u64) -> Vec<u8> {
+    let mut k = community.as_bytes().to_vec();
+    k.extend_from_slice(&timestamp.to_be_bytes());
+    k
+}
+
+fn key_timestamp(k: &[u8]) -> Result<u64, Error> {
+    if k.len() != KEY_LEN {
+        return Err(Error::Corrupt(format!("key of {} bytes", k.len())));
+    }
+    Ok(u64::from_be_bytes(k[PUBLIC_KEY_LEN..PUBLIC_KEY_LEN + 8].try_into().expect("8 bytes")))
+}
+
+fn parse_row(k: &[u8], v: Value) -> Result<StoredMessage, Error> {
+    let ts = key_timestamp(k)?;
+    if v.len() < HEADER_LEN {
+        return Err(Error::Corrupt(format!("value of {} bytes", v.len())));
+    }
+    let hash: [u8; 32] = k[PUBLIC_KEY_LEN + 8..].try_into().expect("32 bytes");
+    let topic = Topic(v[..4].try_into().expect("4 bytes"));
+    let weight = u32::from_be_bytes(v[4..8].try_into().expect("4 bytes"));
+    Ok(StoredMessage { timestamp: ts, hash, topic, weight, value: v })
+}
+
+impl MessageStore {
+    /// Opens the store in `db`.
+    pub fn open(db: &Db) -> Result<Self, Error> {
+        Ok(Self { db: db.clone(), tree: db.tree(TreeName::Messages)? })
+    }
+
+    /// Inserts verified messages of one community in one atomic batch, skipping those already
+    /// stored (and repeats inside the batch).
+    pub fn insert(&self, community: &CommunityId, msgs: &[VerifiedMessage]) -> Result<InsertOutcome, Error> {
+        let mut batch = Batch::default();
+        let mut seen = std::collections::HashSet::with_capacity(msgs.len());
+        let mut out = InsertOutcome::default();
+        for vm in msgs {
+            let m = vm.message();
+            let k = key(community, m.timestamp, &m.hash);
+            if !seen.insert(k) || self.tree.contains_key(&k)? {
+                out.duplicates += 1;
+                continue;
+            }
+            let enc = m.encode();
+            let mut v = Vec::with_capacity(HEADER_LEN + enc.len());
+            v.extend_from_slice(&m.topic.0);
+            v.extend_from_slice(&(m.weight() as u32).to_be_bytes());
+            v.extend_from_slice(&enc);
+            batch.insert(k.to_vec(), v);
+            out.inserted += 1;
+        }
+        if !batch.is_empty() {
+            self.tree.apply(batch)?;
+        }
+        Ok(out)
+    }
+
+    /// True when the message with this hash and timestamp is stored.
+    pub fn contains(&self, community: &CommunityId, timestamp: u64, hash: &[u8; 32]) -> Result<bool, Error> {
+        Ok(self.tree.contains_key(&key(community, timestamp, hash))?)
+    }
+
+    /// Streams the community's messages with `from <= timestamp < to`, ordered by (timestamp, hash).
+    pub fn scan(
+        &self,
+        community: &CommunityId,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<StoredMessage, Error>> + use<> {
+        let start = time_key(community, from);
+        let end = time_key(community, to);
+        let it = if from < to { Some(self.tree.range(&start, Some(&end))) } else { None };
+        it.into_iter().flatten().map(|r| {
+            let (k, v) = r?;
+            parse_row(&k, v)
+        })
+    }
+
+    /// One page of messages matching `q`, oldest first.
+    pub fn query(&self, community: &CommunityId, q: &Query) -> Result<Page, Error> {
+        let limit = match q.limit {
+            Some(l) if l > 0 => l.min(MAX_QUERY_LIMIT),
+            _ => MAX_QUERY_LIMIT,
+        };
+        let mut start = time_key(community, q.from.unwrap_or(0));
+        if let Some(c) = &q.cursor {
+            let raw = hex::decode(c).map_err(|_| Error::Cursor)?;
+            if raw.len() != 40 {
+                return Err(Error::Cursor);
+            }
+            // Strictly after the cursor's key: append a zero byte.
+            let mut after = community.as_bytes().to_vec();
+            after.extend_from_slice(&raw);
+            after.push(0);
+            if after > start {
+                start = after;
+            }
+        }
+        let end = match q.to {
+            Some(t) => time_key(community, t),
+            None => db::prefix_end(community.as_bytes()).expect("community key is not all 0xff"),
+        };
+        let mut page = Page::default();
+        if start >= end {
+            return Ok(page);
+        }
+        let mut last_key = None;
+        for row in self.tree.range(&start, Some(&end)) {
+            let (k, v) = row?;
+            let sm = parse_row(&k, v)?;
+            if !q.topics.is_empty() && !q.topics.contains(&sm.topic) {
+                continue;
+            }
+            if page.messages.len() == limit {
+                page.cursor = last_key.map(|k: Vec<u8>| hex::encode(&k[PUBLIC_KEY_LEN..]));
+                break;
+            }
+            page.messages.push(sm.decode()?);
+            last_key = Some(k);
+        }
+        Ok(page)
+    }
+
+    /// Number of messages stored for the community.
+    pub fn count(&self, community: &CommunityId) -> Result<u64, Error> {
+        let mut n = 0;
+        for row in self.tree.scan_prefix(community.as_bytes()) {
+            row?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Oldest and newest timestamp stored for the community.
+    pub fn time_bounds(&self, community: &CommunityId) -> Result<Option<(u64, u64)>, Error> {
+        let mut it = self.tree.scan_prefix(community.as_bytes());
+        let first = match it.next() {
+            None => return Ok(None),
+            Some(r) => r?,
+        };
+        let last = match it.next_back() {
+            None => first.clone(),
+            Some(r) => r?,
+        };
+        Ok(Some((key_timestamp(&first.0)?, key_timestamp(&last.0)?)))
+    }
+
+    /// Makes every insert so far durable. Blocking.
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.db.flush()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyPair;
+
+    fn setup() -> (MessageStore, CommunityId, KeyPair) {
+        let store = MessageStore::open(&Db::memory()).unwrap();
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        (store, c, KeyPair::generate())
+    }
+
+    fn msg(c: &CommunityId, a: &KeyPair, topic: &str, ts: u64, p: &str) -> VerifiedMessage {
+        Message::new_signed(a, c, Topic::from_name(topic), ts, p.as_bytes().to_vec()).verify(c).unwrap()
+    }
+
+    #[test]
+    fn insert_dedups_within_and_across_batches() {
+        let (s, c, a) = setup();
+        let m1 = msg(&c, &a, "t", 10, "one");
+        let m2 = msg(&c, &a, "t", 11, "two");
+        let out = s.insert(&c, &[m1.clone(), m1.clone(), m2]).unwrap();
+        assert_eq!(out, InsertOutcome { inserted: 2, duplicates: 1 });
+        let out = s.insert(&c, &[m1]).unwrap();
+        assert_eq!(out, InsertOutcome { inserted: 0, duplicates: 1 });
+        assert_eq!(s.count(&c).unwrap(), 2);
+    }
+
+    #[test]
+    fn query_by_time_topic_and_cursor() {
+        let (s, c, a) = setup();
+        let other: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let mut all = Vec::new();
+        for ts in 0..20u64 {
+            let topic = if ts % 2 == 0 { "even" } else { "odd" };
+            all.push(msg(&c, &a, topic, 100 + ts, &format!("m{ts}")));
+        }
+        s.insert(&c, &all).unwrap();
+        s.insert(&other, &[msg(&other, &a, "even", 105, "elsewhere")]).unwrap();
+
+        let q = Query { from: Some(104), to: Some(110), ..Default::default() };
+        let page = s.query(&c, &q).unwrap();
+        let ts: Vec<_> = page.messages.iter().map(|m| m.timestamp).collect();
+        assert_eq!(ts, vec![104, 105, 106, 107, 108, 109]);
+        assert!(page.cursor.is_none());
+
+        let q = Query { topics: vec![Topic::from_name("odd")], ..Default::default() };
+        let page = s.query(&c, &q).unwrap();
+        assert_eq!(page.messages.len(), 10);
+        assert!(page.messages.iter().all(|m| m.timestamp % 2 == 1));
+
+        // Pages of 7 walk every message exactly once.
+        let mut seen = Vec::new();
+        let mut q = Query { limit: Some(7), ..Default::default() };
+        loop {
+            let page = s.query(&c, &q).unwrap();
+            seen.extend(page.messages.iter().map(|m| m.timestamp));
+            match page.cursor {
+                Some(cur) => q.cursor = Some(cur),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (100..120).collect::<Vec<_>>());
+        assert_eq!(s.time_bounds(&c).unwrap(), Some((100, 119)));
+        assert_eq!(s.count(&other).unwrap(), 1);
+        assert!(matches!(
+            s.query(&c, &Query { cursor: Some("zz".into()), ..Default::default() }),
+            Err(Error::Cursor)
+        ));
+    }
+
+    #[test]
+    fn scan_is_ordered_and_bounded() {
+        let (s, c, a) = setup();
+        let msgs: Vec<_> = [5u64, 3, 9, 3, 7]
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| msg(&c, &a, "t", *ts, &format!("{i}")))
+            .collect();
+        s.insert(&c, &msgs).unwrap();
+        let got: Vec<_> = s.scan(&c, 3, 9).map(|r| r.unwrap()).collect();
+        let keys: Vec<_> = got.iter().map(|m| (m.timestamp, m.hash)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].decode().unwrap().timestamp, 3);
+        assert_eq!(s.scan(&c, 9, 3).count(), 0);
+    }
+
+    #[test]
+    fn reopen_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let a = KeyPair::generate();
+        let m = msg(&c, &a, "t", 42, "durable");
+        {
+            let s = MessageStore::open(&Db::open(dir.path()).unwrap()).unwrap();
+            s.insert(&c, std::slice::from_ref(&m)).unwrap();
+            s.flush().unwrap();
+        }
+        let s = MessageStore::open(&Db::open(dir.path()).unwrap()).unwrap();
+        let page = s.query(&c, &Query::default()).unwrap();
+        assert_eq!(page.messages, vec![m.into_message()]);
+    }
+}

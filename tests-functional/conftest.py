@@ -1,0 +1,34 @@
+"""Fixtures shared by the functional tests: the archive-node binary, temp dirs, protobuf modules."""
+
+import importlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def node_bin() -> str:
+    """Path of the archive-node binary (built by scripts/functional.sh)."""
+    path = os.environ.get("ARCHIVE_NODE_BIN", str(ROOT / "target" / "debug" / "archive-node"))
+    if not os.path.exists(path):
+        subprocess.run(["cargo", "build", "--locked", "-p", "archive-node", "--bin", "archive-node"], cwd=ROOT, check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def archive_pb2(tmp_path_factory):
+    """Python protobuf classes for proto/archive.proto, compiled with grpc_tools' protoc."""
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("pb")
+    proto_dir = ROOT / "proto" / "proto"
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", str(proto_dir / "archive.proto")])
+    assert rc == 0, "protoc failed"
+    sys.path.insert(0, str(out))
+    return importlib.import_module("archive_pb2")
