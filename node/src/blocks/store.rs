@@ -1,0 +1,761 @@
+//! The block store: block bytes in append-only pack files, located through an index in the db.
+//!
+//! Layout of `<data>/blocks/`: segments `NNNNNNNN.pack`, each a sequence of records
+//! `magic (1) | cid_len (1) | data_len (4, LE) | cid | data`. The index (tree
+//! [`TreeName::Blocks`]) maps CID bytes to `segment (4) | offset of data (8) | len (4)`; the pin
+//! tree maps a root CID to `pin count (4) | complete (1)`.
+//!
+//! Crash safety: records are appended and `fsync`ed before their index entries are written, so an
+//! index entry never points at bytes that were not synced; a crash can only leave unindexed bytes,
+//! which compaction reclaims. "Complete" is only set after every block of the DAG was found.
+//!
+//! The store is synchronous (file IO, hashing, db): async callers use `spawn_blocking`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::cid::Cid;
+use super::unixfs::{self, MAX_BLOCK_SIZE};
+use crate::db::{self, Batch, Db, Tree, TreeName};
+
+/// Default largest segment file.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+/// Compaction rewrites a segment whose live share is below this fraction.
+pub const COMPACT_BELOW_LIVE: f64 = 0.5;
+const MAGIC: u8 = 0xb1;
+const RECORD_HEADER: usize = 1 + 1 + 4;
+
+/// Errors of the block store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    #[error("block store IO: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Block(Box<unixfs::Error>),
+    #[error("quota exceeded: storing {incoming} more bytes would use {would_use} of the {quota}-byte quota")]
+    QuotaExceeded { incoming: u64, would_use: u64, quota: u64 },
+    #[error("corrupt block index entry for {0}")]
+    CorruptIndex(String),
+    #[error("block store lock poisoned")]
+    Poisoned,
+}
+
+impl From<unixfs::Error> for Error {
+    fn from(e: unixfs::Error) -> Self {
+        Error::Block(Box::new(e))
+    }
+}
+
+/// Settings of the block store.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest number of block bytes stored (None: unlimited).
+    pub quota: Option<u64>,
+    pub segment_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { quota: None, segment_bytes: DEFAULT_SEGMENT_BYTES }
+    }
+}
+
+/// What `stat` reports of a root.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Stat {
+    pub cid: String,
+    /// File size when the DAG is a UnixFS file whose root is local.
+    pub size: Option<u64>,
+    /// Blocks of the DAG present locally.
+    pub blocks: u64,
+    /// Bytes of those blocks.
+    pub block_bytes: u64,
+    pub complete: bool,
+    pub pins: u32,
+}
+
+/// What garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    pub removed_blocks: u64,
+    pub removed_bytes: u64,
+    pub compacted_segments: u64,
+    pub reclaimed_file_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Location {
+    segment: u32,
+    offset: u64,
+    len: u32,
+}
+
+impl Location {
+    fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&self.segment.to_be_bytes());
+        b[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        b[12..].copy_from_slice(&self.len.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != 16 {
+            return None;
+        }
+        Some(Self {
+            segment: u32::from_be_bytes(b[..4].try_into().ok()?),
+            offset: u64::from_be_bytes(b[4..12].try_into().ok()?),
+            len: u32::from_be_bytes(b[12..].try_into().ok()?),
+        })
+    }
+}
+
+/// Where block bytes live.
+enum Bytes {
+    Memory(RwLock<HashMap<Cid, Arc<Vec<u8>>>>),
+    Packs(Packs),
+}
+
+/// The pack files of a disk store.
+struct Packs {
+    dir: PathBuf,
+    segment_bytes: u64,
+    /// The segment being appended to.
+    active: Mutex<Active>,
+    /// Read handles per segment.
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+struct Active {
+    id: u32,
+    file: BufWriter<File>,
+    len: u64,
+}
+
+fn segment_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:08}.pack"))
+}
+
+impl Packs {
+    fn open(dir: PathBuf, segment_bytes: u64) -> Result<Self, Error> {
+        std::fs::create_dir_all(&dir)?;
+        let mut last = None;
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".pack").and_then(|n| n.parse::<u32>().ok()) {
+                last = last.max(Some(id));
+            }
+        }
+        // Always start a fresh segment: a crashed process may have left a torn tail in the last.
+        let id = last.map_or(0, |l| l + 1);
+        let active = Self::create_segment(&dir, id)?;
+        Ok(Self { dir, segment_bytes, active: Mutex::new(active), readers: RwLock::new(HashMap::new()) })
+    }
+
+    fn create_segment(dir: &Path, id: u32) -> Result<Active, Error> {
+        let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, id))?;
+        let len = file.metadata()?.len();
+        Ok(Active { id, file: BufWriter::with_capacity(4 * 1024 * 1024, file), len })
+    }
+
+    /// Appends records and syncs them; returns their locations.
+    fn append(&self, blocks: &[(Cid, &[u8])]) -> Result<Vec<Location>, Error> {
+        let mut active = self.active.lock().map_err(|_| Error::Poisoned)?;
+        let mut locs = Vec::with_capacity(blocks.len());
+        for (cid, data) in blocks {
+            let cid_bytes = cid.to_bytes();
+            let record = (RECORD_HEADER + cid_bytes.len() + data.len()) as u64;
+            if active.len > 0 && active.len + record > self.segment_bytes {
+                active.file.flush()?;
+                active.file.get_ref().sync_data()?;
+                let next = active.id + 1;
+                *active = Self::create_segment(&self.dir, next)?;
+            }
+            let mut header = [0u8; RECORD_HEADER];
+            header[0] = MAGIC;
+            header[1] = cid_bytes.len() as u8;
+            header[2..].copy_from_slice(&(data.len() as u32).to_le_bytes());
+            active.file.write_all(&header)?;
+            active.file.write_all(&cid_bytes)?;
+            active.file.write_all(data)?;
+            let offset = active.len + (RECORD_HEADER + cid_bytes.len()) as u64;
+            locs.push(Location { segment: active.id, offset, len: data.len() as u32 });
+            active.len += record;
+        }
+        active.file.flush()?;
+        active.file.get_ref().sync_data()?;
+        Ok(locs)
+    }
+
+    fn reader(&self, segment: u32) -> Result<Arc<File>, Error> {
+        if let Some(f) = self.readers.read().map_err(|_| Error::Poisoned)?.get(&segment) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        self.readers.write().map_err(|_| Error::Poisoned)?.insert(segment, f.clone());
+        Ok(f)
+    }
+
+    fn read(&self, loc: Location) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; loc.len as usize];
+        self.reader(loc.segment)?.read_exact_at(&mut buf, loc.offset)?;
+        Ok(buf)
+    }
+
+    fn active_id(&self) -> Result<u32, Error> {
+        Ok(self.active.lock().map_err(|_| Error::Poisoned)?.id)
+    }
+
+    fn segment_len(&self, id: u32) -> Result<u64, Error> {
+        Ok(std::fs::metadata(segment_path(&self.dir, id))?.len())
+    }
+
+    fn segments(&self) -> Result<Vec<u32>, Error> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_string_lossy().strip_suffix(".pack").and_then(|n| n.parse().ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn remove_segment(&self, id: u32) -> Result<(), Error> {
+        self.readers.write().map_err(|_| Error::Poisoned)?.remove(&id);
+        std::fs::remove_file(segment_path(&self.dir, id))?;
+        Ok(())
+    }
+}
+
+/// Handle to the block store; cheap to clone.
+#[derive(Clone)]
+pub struct BlockStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    index: Tree,
+    pins: Tree,
+    bytes: Bytes,
+    quota: Option<u64>,
+    /// Bytes of indexed blocks.
+    used: Mutex<u64>,
+    /// Serialises writers with GC, so GC never drops a block a concurrent put just indexed.
+    gc_lock: RwLock<()>,
+}
+
+impl BlockStore {
+    /// Opens the disk store: pack files in `dir`, index in `db`.
+    pub fn open(db: &Db, dir: &Path, config: Config) -> Result<Self, Error> {
+        let packs = Packs::open(dir.to_path_buf(), config.segment_bytes)?;
+        Self::with_bytes(db, Bytes::Packs(packs), config.quota)
+    }
+
+    /// An in-memory store (tests).
+    pub fn memory(config: Config) -> Self {
+        Self::with_bytes(&Db::memory(), Bytes::Memory(RwLock::default()), config.quota)
+            .expect("a fresh in-memory store opens")
+    }
+
+    fn with_bytes(db: &Db, bytes: Bytes, quota: Option<u64>) -> Result<Self, Error> {
+        let index = db.tree(TreeName::Blocks)?;
+        let mut used = 0u64;
+        for row in index.range(&[], None) {
+            let (k, v) = row?;
+            let loc = Location::decode(&v).ok_or_else(|| Error::CorruptIndex(hex::encode(&k)))?;
+            used += u64::from(loc.len);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                index,
+                pins: db.tree(TreeName::Pins)?,
+                bytes,
+                quota,
+                used: Mutex::new(used),
+                gc_lock: RwLock::new(()),
+            }),
+        })
+    }
+
+    /// Bytes of blocks stored.
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.used.lock().map(|u| *u).unwrap_or(0)
+    }
+
+    /// True when the block is stored.
+    pub fn has(&self, cid: &Cid) -> Result<bool, Error> {
+        match &self.inner.bytes {
+            Bytes::Memory(m) => Ok(m.read().map_err(|_| Error::Poisoned)?.contains_key(cid)),
+            Bytes::Packs(_) => Ok(self.inner.index.contains_key(&cid.to_bytes())?),
+        }
+    }
+
+    /// Reads a block (not re-hashed: it was verified when stored; readers of files verify).
+    pub fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
+        match &self.inner.bytes {
+            Bytes::Memory(m) => Ok(m.read().map_err(|_| Error::Poisoned)?.get(cid).map(|b| b.to_vec())),
+            Bytes::Packs(p) => match self.inner.index.get(&cid.to_bytes())? {
+                None => Ok(None),
+                Some(v) => {
+                    let loc = Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?;
+                    Ok(Some(p.read(loc)?))
+                }
+            },
+        }
+    }
+
+    /// Stores one block after checking it against its CID.
+    pub fn put(&self, cid: &Cid, data: &[u8]) -> Result<bool, Error> {
+        Ok(self.put_many(&[(*cid, data)])? == 1)
+    }
+
+    /// Stores blocks after checking each against its CID; one sync for the batch. Returns how
+    /// many were new. Nothing is written when any block is bad or the quota would be exceeded.
+    pub fn put_many(&self, blocks: &[(Cid, &[u8])]) -> Result<usize, Error> {
+        for (cid, data) in blocks {
+            unixfs::verify_block(cid, data)?;
+        }
+        let _gc = self.inner.gc_lock.read().map_err(|_| Error::Poisoned)?;
+        let mut seen = HashSet::new();
+        let mut fresh = Vec::with_capacity(blocks.len());
+        for (cid, data) in blocks {
+            if seen.insert(*cid) && !self.has(cid)? {
+                fresh.push((*cid, *data));
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let incoming: u64 = fresh.iter().map(|(_, d)| d.len() as u64).sum();
+        let mut used = self.inner.used.lock().map_err(|_| Error::Poisoned)?;
+        if let Some(quota) = self.inner.quota {
+            if *used + incoming > quota {
+                return Err(Error::QuotaExceeded { incoming, would_use: *used + incoming, quota });
+            }
+        }
+        match &self.inner.bytes {
+            Bytes::Memory(m) => {
+                let mut m = m.write().map_err(|_| Error::Poisoned)?;
+                for (cid, data) in &fresh {
+                    m.insert(*cid, Arc::new(data.to_vec()));
+                }
+            }
+            Bytes::Packs(p) => {
+                let locs = p.append(&fresh)?;
+                let mut batch = Batch::default();
+                for ((cid, _), loc) in fresh.iter().zip(locs) {
+                    batch.insert(cid.to_bytes(), loc.encode().to_vec());
+                }
+                self.inner.index.apply(batch)?;
+            }
+        }
+        *used += incoming;
+        Ok(fresh.len())
+    }
+
+    fn remove_many(&self, cids: &[(Cid, u64)]) -> Result<(), Error> {
+        let mut used = self.inner.used.lock().map_err(|_| Error::Poisoned)?;
+        match &self.inner.bytes {
+            Bytes::Memory(m) => {
+                let mut m = m.write().map_err(|_| Error::Poisoned)?;
+                for (cid, _) in cids {
+                    m.remove(cid);
+                }
+            }
+            Bytes::Packs(_) => {
+                let mut batch = Batch::default();
+                for (cid, _) in cids {
+                    batch.remove(cid.to_bytes());
+                }
+                self.inner.index.apply(batch)?;
+            }
+        }
+        *used -= cids.iter().map(|(_, l)| *l).sum::<u64>().min(*used);
+        Ok(())
+    }
+
+    fn pin_state(&self, root: &Cid) -> Result<(u32, bool), Error> {
+        Ok(match self.inner.pins.get(&root.to_bytes())? {
+            Some(v) if v.len() == 5 => (u32::from_be_bytes(v[..4].try_into().expect("4 bytes")), v[4] == 1),
+            _ => (0, false),
+        })
+    }
+
+    fn set_pin_state(&self, root: &Cid, count: u32, complete: bool) -> Result<(), Error> {
+        if count == 0 && !complete {
+            self.inner.pins.remove(&root.to_bytes())?;
+        } else {
+            let mut v = count.to_be_bytes().to_vec();
+            v.push(u8::from(complete));
+            self.inner.pins.insert(&root.to_bytes(), &v)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a pin to a root (GC keeps every block reachable from a pinned root).
+    pub fn pin(&self, root: &Cid) -> Result<u32, Error> {
+        let (count, complete) = self.pin_state(root)?;
+        self.set_pin_state(root, count.saturating_add(1), complete)?;
+        Ok(count + 1)
+    }
+
+    /// Removes a pin; returns the pins left.
+    pub fn unpin(&self, root: &Cid) -> Result<u32, Error> {
+        let (count, complete) = self.pin_state(root)?;
+        let left = count.saturating_sub(1);
+        self.set_pin_state(root, left, complete)?;
+        Ok(left)
+    }
+
+    /// Pinned roots and their pin counts.
+    pub fn pins(&self) -> Result<BTreeMap<Cid, u32>, Error> {
+        let mut out = BTreeMap::new();
+        for row in self.inner.pins.range(&[], None) {
+            let (k, v) = row?;
+            if let (Ok(cid), true) = (Cid::try_from(&k[..]), v.len() == 5) {
+                let n = u32::from_be_bytes(v[..4].try_into().expect("4 bytes"));
+                if n > 0 {
+                    out.insert(cid, n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when the whole DAG under `root` was found locally (the flag, not a walk).
+    pub fn is_complete(&self, root: &Cid) -> Result<bool, Error> {
+        Ok(self.pin_state(root)?.1)
+    }
+
+    /// Walks the DAG under `root` and returns the blocks that are not stored, in walk order.
+    /// Children of a missing node are unknown, so only the node itself is listed.
+    pub fn missing(&self, root: &Cid) -> Result<Vec<Cid>, Error> {
+        let mut missing = Vec::new();
+        self.walk(root, |cid, data| {
+            if data.is_none() {
+                missing.push(*cid);
+            }
+        })?;
+        Ok(missing)
+    }
+
+    /// Walks the DAG; calls `visit(cid, Some(len))` for present blocks and `(cid, None)` for missing.
+    fn walk(&self, root: &Cid, mut visit: impl FnMut(&Cid, Option<u64>)) -> Result<(), Error> {
+        let mut stack = vec![(*root, 0usize)];
+        let mut seen = HashSet::new();
+        while let Some((cid, depth)) = stack.pop() {
+            if !seen.insert(cid) {
+                continue;
+            }
+            if depth > unixfs::MAX_DEPTH {
+                return Err(unixfs::Error::TooDeep.into());
+            }
+            if cid.codec() != super::cid::DAG_PB {
+                // A raw leaf: presence is enough, no need to read it.
+                let len = self.block_len(&cid)?;
+                visit(&cid, len);
+                continue;
+            }
+            match self.get(&cid)? {
+                None => visit(&cid, None),
+                Some(data) => {
+                    visit(&cid, Some(data.len() as u64));
+                    for child in unixfs::children(&cid, &data)?.into_iter().rev() {
+                        stack.push((child, depth + 1));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn block_len(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+        match &self.inner.bytes {
+            Bytes::Memory(m) => Ok(m.read().map_err(|_| Error::Poisoned)?.get(cid).map(|b| b.len() as u64)),
+            Bytes::Packs(_) => match self.inner.index.get(&cid.to_bytes())? {
+                None => Ok(None),
+                Some(v) => Ok(Some(u64::from(Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?.len))),
+            },
+        }
+    }
+
+    /// Checks the whole DAG and records "complete" when every block is present. Returns the flag.
+    pub fn mark_complete_if_whole(&self, root: &Cid) -> Result<bool, Error> {
+        let whole = self.missing(root)?.is_empty();
+        let (count, _) = self.pin_state(root)?;
+        self.set_pin_state(root, count, whole)?;
+        Ok(whole)
+    }
+
+    /// Size, block count and flags of the DAG under `root`.
+    pub fn stat(&self, root: &Cid) -> Result<Stat, Error> {
+        let (pins, complete) = self.pin_state(root)?;
+        let (mut blocks, mut block_bytes) = (0, 0);
+        self.walk(root, |_, len| {
+            if let Some(l) = len {
+                blocks += 1;
+                block_bytes += l;
+            }
+        })?;
+        let size = match self.get(root)? {
+            None => None,
+            Some(d) if root.codec() == super::cid::RAW => Some(d.len() as u64),
+            Some(d) => super::dag_pb::decode_file_node(&d).ok().map(|n| {
+                n.filesize.unwrap_or_else(|| n.data.len() as u64 + n.blocksizes.iter().sum::<u64>())
+            }),
+        };
+        Ok(Stat { cid: root.to_string(), size, blocks, block_bytes, complete, pins })
+    }
+
+    /// Drops every block not reachable from a pinned root, then compacts mostly-dead segments.
+    pub fn gc(&self) -> Result<GcReport, Error> {
+        let _gc = self.inner.gc_lock.write().map_err(|_| Error::Poisoned)?;
+        let mut live = HashSet::new();
+        for root in self.pins()?.keys() {
+            self.walk(root, |cid, len| {
+                if len.is_some() {
+                    live.insert(*cid);
+                }
+            })?;
+        }
+        // Unpinned roots may lose blocks: their "complete" flags go.
+        for row in self.inner.pins.range(&[], None) {
+            let (k, v) = row?;
+            if v.len() == 5 && v[..4] == [0, 0, 0, 0] {
+                self.inner.pins.remove(&k)?;
+            }
+        }
+        let mut dead = Vec::new();
+        match &self.inner.bytes {
+            Bytes::Memory(m) => {
+                for (cid, b) in m.read().map_err(|_| Error::Poisoned)?.iter() {
+                    if !live.contains(cid) {
+                        dead.push((*cid, b.len() as u64));
+                    }
+                }
+            }
+            Bytes::Packs(_) => {
+                for row in self.inner.index.range(&[], None) {
+                    let (k, v) = row?;
+                    let cid = Cid::try_from(&k[..]).map_err(|_| Error::CorruptIndex(hex::encode(&k)))?;
+                    if !live.contains(&cid) {
+                        let loc = Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?;
+                        dead.push((cid, u64::from(loc.len)));
+                    }
+                }
+            }
+        }
+        let mut report = GcReport {
+            removed_blocks: dead.len() as u64,
+            removed_bytes: dead.iter().map(|(_, l)| *l).sum(),
+            ..Default::default()
+        };
+        self.remove_many(&dead)?;
+        if let Bytes::Packs(p) = &self.inner.bytes {
+            self.compact(p, &mut report)?;
+        }
+        self.inner.db.flush()?;
+        Ok(report)
+    }
+
+    /// Rewrites segments whose live share is low: copies their live blocks into the active
+    /// segment (synced), repoints the index, then deletes the old file.
+    fn compact(&self, p: &Packs, report: &mut GcReport) -> Result<(), Error> {
+        let active = p.active_id()?;
+        let mut live_by_segment: HashMap<u32, Vec<(Cid, Location)>> = HashMap::new();
+        for row in self.inner.index.range(&[], None) {
+            let (k, v) = row?;
+            let cid = Cid::try_from(&k[..]).map_err(|_| Error::CorruptIndex(hex::encode(&k)))?;
+            let loc = Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?;
+            live_by_segment.entry(loc.segment).or_default().push((cid, loc));
+        }
+        for seg in p.segments()? {
+            if seg == active {
+                continue;
+            }
+            let file_len = p.segment_len(seg)?;
+            let live = live_by_segment.remove(&seg).unwrap_or_default();
+            let live_bytes: u64 = live.iter().map(|(_, l)| u64::from(l.len)).sum();
+            if file_len > 0 && live_bytes as f64 / file_len as f64 >= COMPACT_BELOW_LIVE {
+                continue;
+            }
+            // Copy in bounded batches so memory stays small.
+            for group in live.chunks(64) {
+                let datas: Vec<(Cid, Vec<u8>)> =
+                    group.iter().map(|(c, l)| p.read(*l).map(|d| (*c, d))).collect::<Result<_, _>>()?;
+                let refs: Vec<(Cid, &[u8])> = datas.iter().map(|(c, d)| (*c, d.as_slice())).collect();
+                let locs = p.append(&refs)?;
+                let mut batch = Batch::default();
+                for ((cid, _), loc) in refs.iter().zip(locs) {
+                    batch.insert(cid.to_bytes(), loc.encode().to_vec());
+                }
+                self.inner.index.apply(batch)?;
+            }
+            // The index must be durable before the old bytes disappear.
+            self.inner.db.flush()?;
+            p.remove_segment(seg)?;
+            report.compacted_segments += 1;
+            report.reclaimed_file_bytes += file_len - live_bytes;
+        }
+        Ok(())
+    }
+
+    /// Makes index writes durable. Blocking.
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.inner.db.flush()?)
+    }
+}
+
+/// Longest block a record may declare (what [`MAX_BLOCK_SIZE`] allows).
+pub const MAX_RECORD_DATA: usize = MAX_BLOCK_SIZE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocks::unixfs::{import, Layout};
+
+    fn add(store: &BlockStore, bytes: &[u8], layout: Layout) -> Cid {
+        let mut sink = |c: Cid, b: Vec<u8>| {
+            store.put(&c, &b).map_err(|e| unixfs::Error::Sink(e.to_string()))?;
+            Ok(())
+        };
+        import(&mut &bytes[..], layout, &mut sink).unwrap().root
+    }
+
+    fn small() -> Layout {
+        Layout { chunk_size: 1000, max_links: 4 }
+    }
+
+    fn disk() -> (tempfile::TempDir, BlockStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let s =
+            BlockStore::open(&db, &dir.path().join("blocks"), Config { quota: None, segment_bytes: 8192 })
+                .unwrap();
+        (dir, s)
+    }
+
+    fn read_back(store: &BlockStore, root: Cid) -> Vec<u8> {
+        unixfs::Exporter::new(root, |c: &Cid| store.get(c).map_err(|e| e.to_string())).read_all().unwrap()
+    }
+
+    #[test]
+    fn put_get_and_refuse_bad_blocks() {
+        for store in [BlockStore::memory(Config::default()), disk().1] {
+            let cid = crate::blocks::cid::raw(b"hello");
+            assert!(store.put(&cid, b"hello").unwrap());
+            assert!(!store.put(&cid, b"hello").unwrap());
+            assert_eq!(store.get(&cid).unwrap().unwrap(), b"hello");
+            assert!(matches!(store.put(&cid, b"hellO"), Err(Error::Block(e)) if matches!(*e, unixfs::Error::HashMismatch(_))));
+            assert_eq!(store.used_bytes(), 5);
+        }
+    }
+
+    #[test]
+    fn complete_flag_and_missing_listing() {
+        let (_d, store) = disk();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let root = add(&store, &data, small());
+        assert!(store.mark_complete_if_whole(&root).unwrap());
+        assert_eq!(read_back(&store, root), data);
+
+        // A second store that holds every block but two leaves: not complete, and the listing
+        // names exactly those leaves.
+        let other = BlockStore::memory(Config::default());
+        let mut all = Vec::new();
+        store.walk(&root, |c, _| all.push(*c)).unwrap();
+        let leaves: Vec<_> = all.iter().filter(|c| c.codec() == crate::blocks::cid::RAW).copied().collect();
+        for c in &all {
+            if c != &leaves[3] && c != &leaves[7] {
+                other.put(c, &store.get(c).unwrap().unwrap()).unwrap();
+            }
+        }
+        assert!(!other.mark_complete_if_whole(&root).unwrap());
+        assert_eq!(other.missing(&root).unwrap(), vec![leaves[3], leaves[7]]);
+        assert!(!other.is_complete(&root).unwrap());
+    }
+
+    #[test]
+    fn quota_refuses_without_writing_anything() {
+        let store = BlockStore::memory(Config { quota: Some(2500), ..Default::default() });
+        // Three distinct 1000-byte leaves: the third would pass the quota.
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let mut sink = |c: Cid, b: Vec<u8>| {
+            store.put(&c, &b).map(|_| ()).map_err(|e| unixfs::Error::Sink(e.to_string()))
+        };
+        let err = import(&mut &data[..], small(), &mut sink).unwrap_err();
+        assert!(err.to_string().contains("quota exceeded"), "{err}");
+        assert_eq!(store.used_bytes(), 2000);
+
+        // A batch that does not fit is refused whole.
+        let batch: Vec<(Cid, Vec<u8>)> =
+            (0..2u8).map(|i| (crate::blocks::cid::raw(&[i; 300]), vec![i; 300])).collect();
+        let refs: Vec<(Cid, &[u8])> = batch.iter().map(|(c, d)| (*c, d.as_slice())).collect();
+        assert!(matches!(store.put_many(&refs), Err(Error::QuotaExceeded { quota: 2500, .. })));
+        assert_eq!(store.used_bytes(), 2000);
+        assert!(!store.has(&refs[0].0).unwrap());
+    }
+
+    #[test]
+    fn gc_keeps_pinned_dags_drops_the_rest_and_compacts() {
+        let (dir, store) = disk();
+        let keep: Vec<u8> = (0..9_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let drop: Vec<u8> = (0..30_000u32).map(|i| (i * 13 % 256) as u8).collect();
+        let kept = add(&store, &keep, small());
+        let dropped = add(&store, &drop, small());
+        store.pin(&kept).unwrap();
+        store.mark_complete_if_whole(&kept).unwrap();
+        store.mark_complete_if_whole(&dropped).unwrap();
+        let segments_before = std::fs::read_dir(dir.path().join("blocks")).unwrap().count();
+
+        let report = store.gc().unwrap();
+        assert!(report.removed_blocks > 0);
+        assert!(report.compacted_segments > 0, "{report:?}");
+        assert_eq!(read_back(&store, kept), keep);
+        assert!(store.is_complete(&kept).unwrap());
+        assert!(!store.is_complete(&dropped).unwrap());
+        assert!(!store.missing(&dropped).unwrap().is_empty());
+        let segments_after = std::fs::read_dir(dir.path().join("blocks")).unwrap().count();
+        assert!(segments_after < segments_before, "{segments_before} -> {segments_after}");
+
+        // Unpinned, the rest goes too.
+        store.unpin(&kept).unwrap();
+        store.gc().unwrap();
+        assert_eq!(store.used_bytes(), 0);
+    }
+
+    #[test]
+    fn reopen_keeps_blocks_pins_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..5_000u32).map(|i| (i % 7) as u8).collect();
+        let root;
+        {
+            let db = Db::open(&dir.path().join("db")).unwrap();
+            let store = BlockStore::open(&db, &dir.path().join("blocks"), Config::default()).unwrap();
+            root = add(&store, &data, small());
+            store.pin(&root).unwrap();
+            store.mark_complete_if_whole(&root).unwrap();
+            store.flush().unwrap();
+        }
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let store = BlockStore::open(&db, &dir.path().join("blocks"), Config::default()).unwrap();
+        assert_eq!(read_back(&store, root), data);
+        assert!(store.is_complete(&root).unwrap());
+        assert_eq!(store.pins().unwrap().get(&root), Some(&1));
+        assert!(store.used_bytes() > 5_000);
+        let st = store.stat(&root).unwrap();
+        assert_eq!((st.size, st.complete, st.pins), (Some(5_000), true, 1));
+    }
+}
