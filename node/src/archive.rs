@@ -7,7 +7,9 @@ pub mod index;
 pub mod partition;
 pub mod seal;
 pub mod state;
+pub mod store_sink;
 
 pub use builder::{Builder, BuiltArchive, BuiltIndex, Outcome, Params, Sink};
 pub use format::{Archive, Entry, Metadata};
 pub use index::Index;
+pub use store_sink::StoreSink;

@@ -1,6 +1,11 @@
 //! Content-addressed blocks: CIDs, dag-pb/UnixFS files in the IPFS `unixfs-v1-2025` layout.
 
+pub mod block;
+pub mod car;
 pub mod cid;
 pub mod dag_pb;
+pub mod files;
 pub mod store;
 pub mod unixfs;
+
+pub use block::Block;

@@ -1,6 +1,7 @@
 //! The `archive-node` command line: parsing, dispatch, and one-line errors.
 
 mod archive;
+mod blocks;
 mod keygen;
 mod store;
 
@@ -33,6 +34,18 @@ enum Command {
     /// Build and inspect history archives.
     #[command(subcommand)]
     Archive(archive::ArchiveCommand),
+    /// Add a file to the block store as a UnixFS DAG (IPFS unixfs-v1-2025 layout); prints its CID.
+    Add(blocks::AddArgs),
+    /// Write the file with the given CID to stdout, verifying every block.
+    Cat(blocks::CatArgs),
+    /// Inspect blocks in the store.
+    #[command(subcommand)]
+    Blocks(blocks::BlocksCommand),
+    /// Export or import CAR v1 files.
+    #[command(subcommand)]
+    Car(blocks::CarCommand),
+    /// Remove every block not reachable from a pinned root and compact the pack files.
+    Gc(blocks::GcArgs),
 }
 
 /// The data dir option shared by every store command.
@@ -49,6 +62,13 @@ impl DataDirArg {
         dir.create().map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.root().display()))?;
         let db = crate::db::Db::open(&dir.db())?;
         Ok((dir, db))
+    }
+
+    /// Opens the data dir and its block store.
+    fn open_blocks(&self) -> anyhow::Result<(crate::db::Db, crate::blocks::store::BlockStore)> {
+        let (dir, db) = self.open()?;
+        let store = crate::blocks::store::BlockStore::open(&db, &dir.blocks(), Default::default())?;
+        Ok((db, store))
     }
 }
 
@@ -73,6 +93,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen => keygen::run(),
         Command::Store(c) => store::run(c),
         Command::Archive(c) => archive::run(c),
+        Command::Add(a) => blocks::add(a),
+        Command::Cat(a) => blocks::cat(a),
+        Command::Blocks(c) => blocks::run_blocks(c),
+        Command::Car(c) => blocks::run_car(c),
+        Command::Gc(a) => blocks::gc(a),
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 /// Environment variable that sets the default data directory.
 pub const ENV: &str = "ARCHIVE_NODE_DATA_DIR";
 
-/// A node's data directory: `db/` (sled) and, later, keys and the RPC token.
+/// A node's data directory: `db/` (sled), `blocks/` (pack files) and, later, keys and the RPC token.
 #[derive(Clone, Debug)]
 pub struct DataDir {
     root: PathBuf,
@@ -42,6 +42,11 @@ impl DataDir {
     /// The sled database directory.
     pub fn db(&self) -> PathBuf {
         self.root.join("db")
+    }
+
+    /// The block store's pack files.
+    pub fn blocks(&self) -> PathBuf {
+        self.root.join("blocks")
     }
 }
 

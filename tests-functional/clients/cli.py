@@ -15,6 +15,12 @@ class Cli:
             raise AssertionError(f"archive-node {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc
 
+    def run_bytes(self, *args: str) -> bytes:
+        proc = subprocess.run([self.binary, *args], capture_output=True, timeout=120)
+        if proc.returncode != 0:
+            raise AssertionError(f"archive-node {' '.join(args)} failed ({proc.returncode}): {proc.stderr.decode()}")
+        return proc.stdout
+
     def keygen(self) -> tuple[str, str]:
         lines = dict(line.split(": ", 1) for line in self.run("keygen").stdout.splitlines())
         return lines["secret"], lines["public"]

@@ -35,15 +35,22 @@ pub enum Error {
 /// What a sink may fail with.
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Computes the CID string under which given bytes are stored.
-pub type CidFn = fn(&[u8]) -> String;
-
 /// Where a run's output goes.
 pub trait Sink {
-    /// Takes one archive; called in window order.
-    fn archive(&mut self, archive: &BuiltArchive) -> Result<(), SinkError>;
-    /// Takes the new cumulative index; called once, after every archive of the run.
-    fn index(&mut self, index: &BuiltIndex) -> Result<(), SinkError>;
+    /// Stores archive or index bytes; returns the CID they are addressed by.
+    fn put(&mut self, bytes: &[u8]) -> Result<String, SinkError>;
+    /// Told about each archive once stored, in window order.
+    fn archive(&mut self, _archive: &BuiltArchive) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Told about the new cumulative index once stored, after every archive of the run.
+    fn index(&mut self, _index: &BuiltIndex) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// The run was recorded; the index it replaced (if any) is no longer current.
+    fn retire_index(&mut self, _old_cid: &str) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// One archive produced by a run.
@@ -152,13 +159,12 @@ pub fn build_window<E>(
 pub struct Builder {
     store: MessageStore,
     state: ArchiveState,
-    cid_of: CidFn,
 }
 
 impl Builder {
-    /// A builder that addresses output bytes with `cid_of`.
-    pub fn new(store: MessageStore, state: ArchiveState, cid_of: CidFn) -> Self {
-        Self { store, state, cid_of }
+    /// A builder over the message store and the persisted archive state.
+    pub fn new(store: MessageStore, state: ArchiveState) -> Self {
+        Self { store, state }
     }
 
     /// One run: archives for the range, the new cumulative index, and the recorded state.
@@ -192,7 +198,8 @@ impl Builder {
                         Some(k) => seal::seal(k, &plain),
                         None => plain,
                     };
-                    let entry = Entry { metadata: metadata.clone(), cid: (self.cid_of)(&bytes) };
+                    let entry =
+                        Entry { metadata: metadata.clone(), cid: sink.put(&bytes).map_err(Error::Sink)? };
                     let built = BuiltArchive { id: entry.id(), entry, bytes, messages: n };
                     sink.archive(&built).map_err(Error::Sink)?;
                     out.messages += n;
@@ -224,11 +231,17 @@ impl Builder {
                 Some(k) => seal::seal(k, &plain),
                 None => plain,
             };
-            let built = BuiltIndex { cid: (self.cid_of)(&bytes), bytes, index };
+            let built = BuiltIndex { cid: sink.put(&bytes).map_err(Error::Sink)?, bytes, index };
             sink.index(&built).map_err(Error::Sink)?;
             out.index_cid = Some(built.cid);
         }
-        self.state.commit_round(c, &new_entries, to)?;
+        let previous = self.state.index_cid(c)?;
+        self.state.commit_round(c, &new_entries, out.index_cid.as_deref(), to)?;
+        if let (Some(old), Some(new)) = (previous, &out.index_cid) {
+            if &old != new {
+                sink.retire_index(&old).map_err(Error::Sink)?;
+            }
+        }
         Ok(out)
     }
 
@@ -264,6 +277,9 @@ mod tests {
     }
 
     impl Sink for Collect {
+        fn put(&mut self, bytes: &[u8]) -> Result<String, SinkError> {
+            Ok(cid::raw(bytes).to_string())
+        }
         fn archive(&mut self, a: &BuiltArchive) -> Result<(), SinkError> {
             self.archives.push(a.clone());
             Ok(())
@@ -284,8 +300,7 @@ mod tests {
     fn world() -> World {
         let db = Db::memory();
         let store = MessageStore::open(&db).unwrap();
-        let builder =
-            Builder::new(store.clone(), ArchiveState::open(&db).unwrap(), |b| cid::raw(b).to_string());
+        let builder = Builder::new(store.clone(), ArchiveState::open(&db).unwrap());
         World {
             store,
             builder,

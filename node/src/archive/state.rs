@@ -8,6 +8,7 @@ use super::index::Index;
 
 const END: &[u8] = b"end/";
 const ENTRY: &[u8] = b"entry/";
+const INDEX_CID: &[u8] = b"index_cid/";
 
 /// Errors of the archive state.
 #[derive(Debug, thiserror::Error)]
@@ -59,18 +60,32 @@ impl ArchiveState {
         Ok(idx)
     }
 
-    /// Records a finished run in one atomic batch: new entries and the new `last_archive_end`
-    /// (which never moves backwards), then flushes.
+    /// The CID of the current index, if a run made one.
+    pub fn index_cid(&self, community: &CommunityId) -> Result<Option<String>, Error> {
+        match self.tree.get(&key(INDEX_CID, community, &[]))? {
+            None => Ok(None),
+            Some(v) => {
+                String::from_utf8(v.to_vec()).map(Some).map_err(|_| Error::Corrupt("index cid".into()))
+            }
+        }
+    }
+
+    /// Records a finished run in one atomic batch: new entries, the new index CID (when the run
+    /// made one) and the new `last_archive_end` (which never moves backwards), then flushes.
     pub fn commit_round(
         &self,
         community: &CommunityId,
         entries: &[(String, Entry)],
+        index_cid: Option<&str>,
         end: u64,
     ) -> Result<(), Error> {
         let end = self.last_archive_end(community)?.map_or(end, |old| old.max(end));
         let mut b = Batch::default();
         for (id, e) in entries {
             b.insert(key(ENTRY, community, id.as_bytes()), e.encode());
+        }
+        if let Some(cid) = index_cid {
+            b.insert(key(INDEX_CID, community, &[]), cid.as_bytes().to_vec());
         }
         b.insert(key(END, community, &[]), end.to_be_bytes().to_vec());
         self.tree.apply(b)?;
@@ -91,8 +106,9 @@ mod tests {
         let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
         assert_eq!(s.last_archive_end(&c).unwrap(), None);
         let e = Entry { metadata: Metadata { from: 0, to: 10, topics: vec![] }, cid: "c".into() };
-        s.commit_round(&c, &[(e.id(), e.clone())], 100).unwrap();
-        s.commit_round(&c, &[], 50).unwrap();
+        s.commit_round(&c, &[(e.id(), e.clone())], Some("idx"), 100).unwrap();
+        s.commit_round(&c, &[], None, 50).unwrap();
+        assert_eq!(s.index_cid(&c).unwrap().as_deref(), Some("idx"));
         assert_eq!(s.last_archive_end(&c).unwrap(), Some(100));
         assert_eq!(s.index(&c).unwrap().archives.len(), 1);
     }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::cid::Cid;
 use super::unixfs::{self, MAX_BLOCK_SIZE};
+use super::Block;
 use crate::db::{self, Batch, Db, Tree, TreeName};
 
 /// Default largest segment file.
@@ -316,23 +317,20 @@ impl BlockStore {
         }
     }
 
-    /// Stores one block after checking it against its CID.
-    pub fn put(&self, cid: &Cid, data: &[u8]) -> Result<bool, Error> {
-        Ok(self.put_many(&[(*cid, data)])? == 1)
+    /// Stores one block.
+    pub fn put(&self, block: &Block) -> Result<bool, Error> {
+        Ok(self.put_many(std::slice::from_ref(block))? == 1)
     }
 
-    /// Stores blocks after checking each against its CID; one sync for the batch. Returns how
-    /// many were new. Nothing is written when any block is bad or the quota would be exceeded.
-    pub fn put_many(&self, blocks: &[(Cid, &[u8])]) -> Result<usize, Error> {
-        for (cid, data) in blocks {
-            unixfs::verify_block(cid, data)?;
-        }
+    /// Stores blocks with one sync for the batch; returns how many were new. Nothing is written
+    /// when the quota would be exceeded.
+    pub fn put_many(&self, blocks: &[Block]) -> Result<usize, Error> {
         let _gc = self.inner.gc_lock.read().map_err(|_| Error::Poisoned)?;
         let mut seen = HashSet::new();
         let mut fresh = Vec::with_capacity(blocks.len());
-        for (cid, data) in blocks {
-            if seen.insert(*cid) && !self.has(cid)? {
-                fresh.push((*cid, *data));
+        for b in blocks {
+            if seen.insert(*b.cid()) && !self.has(b.cid())? {
+                fresh.push((*b.cid(), b.data()));
             }
         }
         if fresh.is_empty() {
@@ -486,7 +484,9 @@ impl BlockStore {
             Bytes::Memory(m) => Ok(m.read().map_err(|_| Error::Poisoned)?.get(cid).map(|b| b.len() as u64)),
             Bytes::Packs(_) => match self.inner.index.get(&cid.to_bytes())? {
                 None => Ok(None),
-                Some(v) => Ok(Some(u64::from(Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?.len))),
+                Some(v) => {
+                    Ok(Some(u64::from(Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?.len)))
+                }
             },
         }
     }
@@ -627,8 +627,8 @@ mod tests {
     use crate::blocks::unixfs::{import, Layout};
 
     fn add(store: &BlockStore, bytes: &[u8], layout: Layout) -> Cid {
-        let mut sink = |c: Cid, b: Vec<u8>| {
-            store.put(&c, &b).map_err(|e| unixfs::Error::Sink(e.to_string()))?;
+        let mut sink = |b: Block| {
+            store.put(&b).map_err(|e| unixfs::Error::Sink(e.to_string()))?;
             Ok(())
         };
         import(&mut &bytes[..], layout, &mut sink).unwrap().root
@@ -655,10 +655,11 @@ mod tests {
     fn put_get_and_refuse_bad_blocks() {
         for store in [BlockStore::memory(Config::default()), disk().1] {
             let cid = crate::blocks::cid::raw(b"hello");
-            assert!(store.put(&cid, b"hello").unwrap());
-            assert!(!store.put(&cid, b"hello").unwrap());
+            let block = Block::verify(cid, b"hello".to_vec()).unwrap();
+            assert!(store.put(&block).unwrap());
+            assert!(!store.put(&block).unwrap());
             assert_eq!(store.get(&cid).unwrap().unwrap(), b"hello");
-            assert!(matches!(store.put(&cid, b"hellO"), Err(Error::Block(e)) if matches!(*e, unixfs::Error::HashMismatch(_))));
+            assert!(matches!(Block::verify(cid, b"hellO".to_vec()), Err(unixfs::Error::HashMismatch(_))));
             assert_eq!(store.used_bytes(), 5);
         }
     }
@@ -679,7 +680,7 @@ mod tests {
         let leaves: Vec<_> = all.iter().filter(|c| c.codec() == crate::blocks::cid::RAW).copied().collect();
         for c in &all {
             if c != &leaves[3] && c != &leaves[7] {
-                other.put(c, &store.get(c).unwrap().unwrap()).unwrap();
+                other.put(&Block::verify(*c, store.get(c).unwrap().unwrap()).unwrap()).unwrap();
             }
         }
         assert!(!other.mark_complete_if_whole(&root).unwrap());
@@ -692,20 +693,18 @@ mod tests {
         let store = BlockStore::memory(Config { quota: Some(2500), ..Default::default() });
         // Three distinct 1000-byte leaves: the third would pass the quota.
         let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
-        let mut sink = |c: Cid, b: Vec<u8>| {
-            store.put(&c, &b).map(|_| ()).map_err(|e| unixfs::Error::Sink(e.to_string()))
-        };
+        let mut sink = |b: Block| store.put(&b).map(|_| ()).map_err(|e| unixfs::Error::Sink(e.to_string()));
         let err = import(&mut &data[..], small(), &mut sink).unwrap_err();
         assert!(err.to_string().contains("quota exceeded"), "{err}");
         assert_eq!(store.used_bytes(), 2000);
 
         // A batch that does not fit is refused whole.
-        let batch: Vec<(Cid, Vec<u8>)> =
-            (0..2u8).map(|i| (crate::blocks::cid::raw(&[i; 300]), vec![i; 300])).collect();
-        let refs: Vec<(Cid, &[u8])> = batch.iter().map(|(c, d)| (*c, d.as_slice())).collect();
-        assert!(matches!(store.put_many(&refs), Err(Error::QuotaExceeded { quota: 2500, .. })));
+        let batch: Vec<Block> = (0..2u8)
+            .map(|i| Block::verify(crate::blocks::cid::raw(&[i; 300]), vec![i; 300]).unwrap())
+            .collect();
+        assert!(matches!(store.put_many(&batch), Err(Error::QuotaExceeded { quota: 2500, .. })));
         assert_eq!(store.used_bytes(), 2000);
-        assert!(!store.has(&refs[0].0).unwrap());
+        assert!(!store.has(batch[0].cid()).unwrap());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::io::Read;
 
 use super::cid::{self, Cid};
 use super::dag_pb::{self, Link};
+use super::Block;
 
 /// Default chunk size of the profile: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
@@ -86,8 +87,8 @@ struct Item {
     filesize: u64,
 }
 
-/// Where finished blocks go: `(cid, bytes)`.
-pub type BlockSink<'a> = dyn FnMut(Cid, Vec<u8>) -> Result<(), Error> + 'a;
+/// Where finished blocks go.
+pub type BlockSink<'a> = dyn FnMut(Block) -> Result<(), Error> + 'a;
 
 /// Result of an import.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,7 +154,7 @@ impl<'a> Importer<'a> {
 
     fn emit(&mut self, cid: Cid, bytes: Vec<u8>) -> Result<(), Error> {
         self.blocks += 1;
-        (self.sink)(cid, bytes)
+        (self.sink)(Block::computed(cid, bytes))
     }
 
     fn flush_chunk(&mut self) -> Result<(), Error> {
@@ -223,7 +224,7 @@ impl<'a> Importer<'a> {
 pub fn import(
     reader: &mut impl Read,
     layout: Layout,
-    sink: &mut dyn FnMut(Cid, Vec<u8>) -> Result<(), Error>,
+    sink: &mut dyn FnMut(Block) -> Result<(), Error>,
 ) -> Result<Imported, Error> {
     let mut imp = Importer::new(layout, sink)?;
     imp.read_from(reader)?;
@@ -232,7 +233,7 @@ pub fn import(
 
 /// The root CID of `bytes` under the default layout, without storing anything.
 pub fn root_cid(bytes: &[u8]) -> Cid {
-    let mut sink = |_: Cid, _: Vec<u8>| Ok(());
+    let mut sink = |_: Block| Ok(());
     import(&mut &bytes[..], Layout::default(), &mut sink)
         .expect("in-memory import with the default layout")
         .root
@@ -258,7 +259,8 @@ pub fn children(cid: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, Error> {
     if cid.codec() != cid::DAG_PB {
         return Ok(Vec::new());
     }
-    let node = dag_pb::decode_file_node(bytes).map_err(|source| Error::Node { cid: cid.to_string(), source })?;
+    let node =
+        dag_pb::decode_file_node(bytes).map_err(|source| Error::Node { cid: cid.to_string(), source })?;
     Ok(node.links.into_iter().map(|l| l.cid).collect())
 }
 
@@ -296,7 +298,8 @@ where
                 self.produced += bytes.len() as u64;
                 return Ok(Some(bytes));
             }
-            let node = dag_pb::decode_file_node(&bytes).map_err(|source| Error::Node { cid: cid.to_string(), source })?;
+            let node = dag_pb::decode_file_node(&bytes)
+                .map_err(|source| Error::Node { cid: cid.to_string(), source })?;
             let total = node.data.len() as u64 + node.blocksizes.iter().sum::<u64>();
             if let Some(fs) = node.filesize {
                 if fs != total {
@@ -361,8 +364,8 @@ mod tests {
 
     fn import_mem(bytes: &[u8], layout: Layout) -> (Imported, HashMap<Cid, Vec<u8>>) {
         let mut blocks = HashMap::new();
-        let mut sink = |c: Cid, b: Vec<u8>| {
-            blocks.insert(c, b);
+        let mut sink = |b: Block| {
+            blocks.insert(*b.cid(), b.into_data());
             Ok(())
         };
         let imp = import(&mut &bytes[..], layout, &mut sink).unwrap();
@@ -442,7 +445,7 @@ mod tests {
 
     #[test]
     fn bad_layouts_are_refused() {
-        let mut sink = |_: Cid, _: Vec<u8>| Ok(());
+        let mut sink = |_: Block| Ok(());
         assert!(matches!(
             import(&mut &b""[..], Layout { chunk_size: 0, max_links: 4 }, &mut sink),
             Err(Error::ChunkSize(0))
@@ -463,7 +466,7 @@ mod tests {
             proptest::prop_assert_eq!(imp.size, size as u64);
             proptest::prop_assert_eq!(export(imp.root, &blocks).unwrap(), bytes.clone());
             // Feeding the bytes in odd pieces gives the same root.
-            let mut sink = |_: Cid, _: Vec<u8>| Ok(());
+            let mut sink = |_: Block| Ok(());
             let mut imp2 = Importer::new(layout, &mut sink).unwrap();
             for piece in bytes.chunks(37) {
                 imp2.write(piece).unwrap();

@@ -10,8 +10,7 @@ use serde_json::json;
 use super::DataDirArg;
 use crate::archive::builder::{self, BuiltArchive, BuiltIndex, SinkError};
 use crate::archive::seal::{self, KeyRing};
-use crate::archive::{partition, state::ArchiveState, Archive, Builder, Index, Params};
-use crate::blocks::cid;
+use crate::archive::{partition, state::ArchiveState, Archive, Builder, Index, Params, StoreSink};
 use crate::community::CommunityId;
 use crate::crypto::ArchiveKey;
 use crate::data_dir::write_atomic;
@@ -24,11 +23,12 @@ const MAX_INSPECT_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Subcommand, Debug)]
 pub enum ArchiveCommand {
-    /// Build history archives of a community's stored messages into a directory.
+    /// Build history archives of a community's stored messages.
     ///
-    /// Writes DIR/<archive-id>.bin per archive and DIR/index.bin (the cumulative index), prints a
-    /// JSON line per archive and a summary line. The next run starts where this one ended, so
-    /// running again without new messages creates nothing.
+    /// Stores each archive and the new cumulative index in the block store as pinned UnixFS DAGs
+    /// (the previous index is unpinned) and, with --out, also writes DIR/<archive-id>.bin per
+    /// archive and DIR/index.bin. Prints a JSON line per archive and a summary line. The next run
+    /// starts where this one ended, so running again without new messages creates nothing.
     Build {
         #[command(flatten)]
         data_dir: DataDirArg,
@@ -50,9 +50,9 @@ pub enum ArchiveCommand {
         /// Seal archives and index with this 32-byte archive key (64 hex digits).
         #[arg(long, value_name = "HEX")]
         key: Option<String>,
-        /// Output directory.
+        /// Also write the archive and index files into this directory.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
     /// Decode an archive or index file and print it as JSON.
     Inspect {
@@ -76,12 +76,13 @@ pub fn run(cmd: ArchiveCommand) -> anyhow::Result<()> {
                 None => SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
             };
             let topics = topics.iter().map(|t| t.parse::<Topic>().expect("infallible")).collect();
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-            let (_dir, db) = data_dir.open()?;
-            let builder =
-                Builder::new(MessageStore::open(&db)?, ArchiveState::open(&db)?, |b| cid::raw(b).to_string());
+            if let Some(out) = &out {
+                std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+            }
+            let (db, blocks) = data_dir.open_blocks()?;
+            let builder = Builder::new(MessageStore::open(&db)?, ArchiveState::open(&db)?);
             let params = Params { community, from, to, partition_secs: partition, topics, key };
-            let mut sink = DirSink { dir: &out, index_path: None };
+            let mut sink = CliSink { store: StoreSink::new(blocks), dir: out.as_deref(), index_path: None };
             let outcome = builder.run(&params, &mut sink)?;
             super::out(json!({"summary": {
                 "from": outcome.from, "to": outcome.to, "archives": outcome.archives.len(),
@@ -118,15 +119,26 @@ fn inspect(plain: &[u8]) -> anyhow::Result<String> {
     }
 }
 
-/// Writes each archive and the index into a directory.
-struct DirSink<'a> {
-    dir: &'a Path,
+/// Stores into the block store, writes files when asked, and prints a line per archive.
+struct CliSink<'a> {
+    store: StoreSink,
+    dir: Option<&'a Path>,
     index_path: Option<PathBuf>,
 }
 
-impl builder::Sink for DirSink<'_> {
+impl builder::Sink for CliSink<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<String, SinkError> {
+        self.store.put(bytes)
+    }
+
+    fn retire_index(&mut self, old_cid: &str) -> Result<(), SinkError> {
+        self.store.retire_index(old_cid)
+    }
+
     fn archive(&mut self, a: &BuiltArchive) -> Result<(), SinkError> {
-        write_atomic(&self.dir.join(format!("{}.bin", a.id)), &a.bytes)?;
+        if let Some(dir) = self.dir {
+            write_atomic(&dir.join(format!("{}.bin", a.id)), &a.bytes)?;
+        }
         let line = json!({
             "id": a.id, "from": a.entry.metadata.from, "to": a.entry.metadata.to,
             "messages": a.messages, "bytes": a.bytes.len(), "cid": a.entry.cid,
@@ -136,9 +148,11 @@ impl builder::Sink for DirSink<'_> {
     }
 
     fn index(&mut self, i: &BuiltIndex) -> Result<(), SinkError> {
-        let path = self.dir.join("index.bin");
-        write_atomic(&path, &i.bytes)?;
-        self.index_path = Some(path);
+        if let Some(dir) = self.dir {
+            let path = dir.join("index.bin");
+            write_atomic(&path, &i.bytes)?;
+            self.index_path = Some(path);
+        }
         Ok(())
     }
 }

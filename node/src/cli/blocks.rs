@@ -1,0 +1,140 @@
+//! Block store commands: `add`, `cat`, `blocks stat`, `car export|import`, `gc`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::DataDirArg;
+use crate::blocks::cid::Cid;
+use crate::blocks::unixfs::{self, Layout, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINKS};
+use crate::blocks::{car, files, Block};
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+    /// Only compute the CID; store nothing (no data dir needed).
+    #[arg(long)]
+    only_hash: bool,
+    /// Chunk size in bytes.
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
+    chunk_size: usize,
+    /// Most links per dag-pb node.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINKS)]
+    max_links: usize,
+    /// The file to add ("-" for standard input).
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+    /// Root CID of the file.
+    cid: Cid,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlocksCommand {
+    /// Size, blocks, completeness and pins of a DAG, as JSON.
+    Stat {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// Root CID.
+        cid: Cid,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CarCommand {
+    /// Write the DAG under a root to a CAR v1 file.
+    Export {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// Root CID.
+        cid: Cid,
+        /// Output file.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Import a CAR v1 file: every block is verified first (one bad block refuses the whole
+    /// file), then stored; the roots are pinned.
+    Import {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// The CAR file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+}
+
+fn open_input(file: &PathBuf) -> anyhow::Result<Box<dyn std::io::Read>> {
+    if file.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    Ok(Box::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?))
+}
+
+pub fn add(a: AddArgs) -> anyhow::Result<()> {
+    let layout = Layout { chunk_size: a.chunk_size, max_links: a.max_links };
+    layout.validate()?;
+    let mut input = open_input(&a.file)?;
+    let root = if a.only_hash {
+        let mut sink = |_: Block| Ok(());
+        unixfs::import(&mut input, layout, &mut sink)?.root
+    } else {
+        let (_db, store) = a.data_dir.open_blocks()?;
+        files::add(&store, &mut input, layout)?.root
+    };
+    Ok(super::out(root)?)
+}
+
+pub fn cat(a: CatArgs) -> anyhow::Result<()> {
+    let (_db, store) = a.data_dir.open_blocks()?;
+    files::cat(&store, a.cid, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+pub fn run_blocks(cmd: BlocksCommand) -> anyhow::Result<()> {
+    match cmd {
+        BlocksCommand::Stat { data_dir, cid } => {
+            let (_db, store) = data_dir.open_blocks()?;
+            Ok(super::out(serde_json::to_string(&store.stat(&cid)?)?)?)
+        }
+    }
+}
+
+pub fn run_car(cmd: CarCommand) -> anyhow::Result<()> {
+    match cmd {
+        CarCommand::Export { data_dir, cid, out } => {
+            let (_db, store) = data_dir.open_blocks()?;
+            let tmp = out.with_extension("car.partial");
+            let file =
+                std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let stats = car::export(&store, &cid, &mut w).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, &out)?;
+            Ok(super::out(serde_json::to_string(&stats)?)?)
+        }
+        CarCommand::Import { data_dir, file } => {
+            let (_db, store) = data_dir.open_blocks()?;
+            let f = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+            let stats = car::import(&store, f)?;
+            Ok(super::out(serde_json::to_string(&stats)?)?)
+        }
+    }
+}
+
+pub fn gc(a: GcArgs) -> anyhow::Result<()> {
+    let (_db, store) = a.data_dir.open_blocks()?;
+    Ok(super::out(serde_json::to_string(&store.gc()?)?)?)
+}
