@@ -45,6 +45,8 @@ pub enum Error {
     CorruptIndex(String),
     #[error("block store lock poisoned")]
     Poisoned,
+    #[error("block {cid} is needed by pinned root {root}: unpin it first")]
+    Pinned { cid: String, root: String },
 }
 
 impl From<unixfs::Error> for Error {
@@ -363,6 +365,33 @@ impl BlockStore {
         Ok(fresh.len())
     }
 
+    /// Deletes one block. Refuses a block that a pinned DAG needs (unpin first), and clears the
+    /// "complete" flag of unpinned roots, which may have needed it: "complete" never lies.
+    pub fn delete(&self, cid: &Cid) -> Result<bool, Error> {
+        let _gc = self.inner.gc_lock.write().map_err(|_| Error::Poisoned)?;
+        let Some(len) = self.block_len(cid)? else { return Ok(false) };
+        for root in self.pins()?.keys() {
+            let mut needed = false;
+            self.walk(root, |c, _| needed |= c == cid)?;
+            if needed {
+                return Err(Error::Pinned { cid: cid.to_string(), root: root.to_string() });
+            }
+        }
+        self.clear_unpinned_flags()?;
+        self.remove_many(&[(*cid, len)])?;
+        Ok(true)
+    }
+
+    fn clear_unpinned_flags(&self) -> Result<(), Error> {
+        for row in self.inner.pins.range(&[], None) {
+            let (k, v) = row?;
+            if v.len() == 5 && v[..4] == [0, 0, 0, 0] {
+                self.inner.pins.remove(&k)?;
+            }
+        }
+        Ok(())
+    }
+
     fn remove_many(&self, cids: &[(Cid, u64)]) -> Result<(), Error> {
         let mut used = self.inner.used.lock().map_err(|_| Error::Poisoned)?;
         match &self.inner.bytes {
@@ -531,12 +560,7 @@ impl BlockStore {
             })?;
         }
         // Unpinned roots may lose blocks: their "complete" flags go.
-        for row in self.inner.pins.range(&[], None) {
-            let (k, v) = row?;
-            if v.len() == 5 && v[..4] == [0, 0, 0, 0] {
-                self.inner.pins.remove(&k)?;
-            }
-        }
+        self.clear_unpinned_flags()?;
         let mut dead = Vec::new();
         match &self.inner.bytes {
             Bytes::Memory(m) => {
@@ -729,8 +753,17 @@ mod tests {
         let segments_after = std::fs::read_dir(dir.path().join("blocks")).unwrap().count();
         assert!(segments_after < segments_before, "{segments_before} -> {segments_after}");
 
+        // Deleting a block of the pinned DAG is refused; of nothing pinned, allowed.
+        let leaf = store.missing(&kept).unwrap();
+        assert!(leaf.is_empty());
+        let mut kept_blocks = Vec::new();
+        store.walk(&kept, |c, _| kept_blocks.push(*c)).unwrap();
+        assert!(matches!(store.delete(&kept_blocks[1]), Err(Error::Pinned { .. })));
+
         // Unpinned, the rest goes too.
         store.unpin(&kept).unwrap();
+        assert!(store.delete(&kept_blocks[1]).unwrap());
+        assert!(!store.is_complete(&kept).unwrap());
         store.gc().unwrap();
         assert_eq!(store.used_bytes(), 0);
     }

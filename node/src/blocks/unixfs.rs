@@ -443,6 +443,38 @@ mod tests {
         assert!(matches!(export(liar_cid, &lying), Err(Error::SizeMismatch { .. })));
     }
 
+    /// kubo (0.22 defaults) adds CIDv0 DAGs whose leaves are dag-pb nodes holding the bytes.
+    #[test]
+    fn reads_kubo_style_cidv0_dags_with_dag_pb_leaves() {
+        use archive_proto::pb::unixfs as pb;
+        use multihash_codetable::{Code, MultihashDigest};
+        use prost::Message as _;
+
+        let data = xorshift(42, 2500);
+        let mut blocks = HashMap::new();
+        let mut links = Vec::new();
+        let mut sizes = Vec::new();
+        for chunk in data.chunks(1000) {
+            let unixfs = pb::Data {
+                r#type: pb::data::DataType::File as i32,
+                data: Some(chunk.to_vec().into()),
+                filesize: Some(chunk.len() as u64),
+                ..Default::default()
+            };
+            let leaf =
+                pb::PbNode { links: vec![], data: Some(unixfs.encode_to_vec().into()) }.encode_to_vec();
+            let cid = Cid::new_v0(Code::Sha2_256.digest(&leaf)).unwrap();
+            links.push(Link { cid, tsize: leaf.len() as u64 });
+            sizes.push(chunk.len() as u64);
+            blocks.insert(cid, leaf);
+        }
+        let root_bytes = dag_pb::encode_file_node(&links, &sizes);
+        let root = Cid::new_v0(Code::Sha2_256.digest(&root_bytes)).unwrap();
+        blocks.insert(root, root_bytes);
+        assert!(root.to_string().starts_with("Qm"));
+        assert_eq!(export(root, &blocks).unwrap(), data);
+    }
+
     #[test]
     fn bad_layouts_are_refused() {
         let mut sink = |_: Block| Ok(());

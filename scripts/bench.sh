@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmarks of archive-node, each side by side with its reference in the same run.
+#   scripts/bench.sh build    archive build of 1M messages vs sha256sum of the output
+#   scripts/bench.sh blocks   add/cat of 1 GiB vs sha256sum of the file
+#   scripts/bench.sh all      every benchmark above, then BENCHMARKS.md
+# Each writes bench/results/<name>.json (machine, inputs, figures, ratios) and prints a table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_cargo_bench() {
+  local name=$1 log
+  log=$(mktemp)
+  echo "==> cargo bench --bench $name (release build; the first run also generates its input data)"
+  cargo bench --locked -p archive-node --bench "$name" 2>&1 | tee "$log" | grep -E '^(RESULT|[a-z].*time:|Benchmarking .*: Analyzing)' || true
+  local result
+  result=$(grep '^RESULT ' "$log" | tail -1 | sed 's/^RESULT //')
+  rm -f "$log"
+  if [ -z "$result" ]; then
+    echo "bench $name produced no RESULT line" >&2
+    exit 1
+  fi
+  python3 scripts/bench_report.py record "$name" "$result"
+}
+
+what=${1:-all}
+case "$what" in
+  build|blocks) run_cargo_bench "$what" ;;
+  all)
+    run_cargo_bench build
+    run_cargo_bench blocks
+    python3 scripts/bench_report.py markdown > BENCHMARKS.md
+    echo "wrote BENCHMARKS.md"
+    ;;
+  *) echo "usage: scripts/bench.sh [build|blocks|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,96 @@
+"""Records benchmark results with machine info and renders the tables of BENCHMARKS.md.
+
+    python3 scripts/bench_report.py record NAME '{json}'   # writes bench/results/NAME.json, prints a table
+    python3 scripts/bench_report.py markdown               # BENCHMARKS.md on stdout
+"""
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+RESULTS = pathlib.Path(__file__).resolve().parent.parent / "bench" / "results"
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "sha_ni": " sha_ni" in flags,
+        "kernel": platform.release(),
+        "rustc": rustc,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
+    """(figure, value, target, met) rows of one result."""
+    if name == "build":
+        ratio = r["ratio_to_sha256sum"]
+        return [
+            ("messages built", f'{r["messages"]:,} in {r["archives"]} archives', "", ""),
+            ("build time (median of 3)", f'{r["build_s"]["median"]:.2f} s (min {r["build_s"]["min"]:.2f}, max {r["build_s"]["max"]:.2f})', "", ""),
+            ("messages/s", f'{r["messages_per_s"]:,.0f}', "", ""),
+            ("archive output", f'{r["output_mb_per_s"]:.0f} MB/s of {r["output_bytes"] / 1e6:.0f} MB', "", ""),
+            ("sha256sum of the output", f'{r["sha256sum_s"]["median"]:.2f} s', "", ""),
+            ("build / sha256sum", f"{ratio:.2f}x", "<= 4x", "met" if ratio <= 4 else "missed"),
+            ("build / in-process sha256 (SHA-NI)", f'{r["ratio_to_sha256_in_process"]:.1f}x', "", "for reference"),
+        ]
+    if name == "blocks":
+        a, c = r["add_speed_vs_sha256sum"], r["cat_speed_vs_sha256sum"]
+        return [
+            ("add 1 GiB", f'{r["add_mb_per_s"]:.0f} MB/s ({r["add_s"]["median"]:.2f} s)', "", ""),
+            ("cat 1 GiB", f'{r["cat_mb_per_s"]:.0f} MB/s ({r["cat_s"]["median"]:.2f} s)', "", ""),
+            ("sha256sum", f'{r["sha256sum_mb_per_s"]:.0f} MB/s', "", ""),
+            ("in-process sha256 (SHA-NI)", f'{r["sha256_in_process_mb_per_s"]:.0f} MB/s', "", ""),
+            ("add speed / sha256sum", f"{a:.2f}x", ">= 0.5x", "met" if a >= 0.5 else "missed"),
+            ("cat speed / sha256sum", f"{c:.2f}x", ">= 0.7x", "met" if c >= 0.7 else "missed"),
+            ("add speed / in-process sha256", f'{r["add_speed_vs_sha256_in_process"]:.2f}x', "", "for reference"),
+            ("cat speed / in-process sha256", f'{r["cat_speed_vs_sha256_in_process"]:.2f}x', "", "for reference"),
+        ]
+    return [(k, json.dumps(v), "", "") for k, v in r.items()]
+
+
+def table(name: str, r: dict) -> str:
+    lines = ["| figure | value | target | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(name, r)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    cmd = sys.argv[1]
+    if cmd == "record":
+        name, result = sys.argv[2], json.loads(sys.argv[3])
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        doc = {"name": name, "machine": machine(), "result": result}
+        (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+        print(table(name, result))
+    elif cmd == "markdown":
+        print("# Benchmarks\n")
+        print("Measured by `scripts/bench.sh all` (release build, each comparison in the same run, medians of 3).")
+        print("Raw figures and machine info: `bench/results/*.json`.\n")
+        for path in sorted(RESULTS.glob("*.json")):
+            doc = json.loads(path.read_text())
+            m = doc["machine"]
+            print(f"## {doc['name']}\n")
+            print(f"`scripts/bench.sh {doc['name']}` — {m['cpu']}, {m['cores']} cores, SHA-NI {'yes' if m['sha_ni'] else 'no'}, {m['date']}\n")
+            print(table(doc["name"], doc["result"]) + "\n")
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
