@@ -44,10 +44,35 @@ impl DataDir {
         self.root.join("db")
     }
 
+    /// The node's libp2p key.
+    pub fn node_key(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+
     /// The block store's pack files.
     pub fn blocks(&self) -> PathBuf {
         self.root.join("blocks")
     }
+}
+
+/// Writes a secret file atomically with mode 0600 (keys, tokens).
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.

@@ -5,11 +5,15 @@
 //! - [`db`]: the embedded key-value database (the only module that imports sled);
 //! - [`message_store`]: verified messages ordered by community and time;
 //! - [`blocks`]: content addressing;
+//! - [`bitswap`]: block exchange with IPFS peers (Bitswap 1.2.0);
+//! - [`network`]: the libp2p swarm behind a command channel;
 //! - [`archive`]: status-go's history archive format, partitioning, builder and index;
+//! - [`node`]: the facade that starts and wires the network, Bitswap and the stores;
 //! - [`data_dir`], [`json`]: the data directory layout and the JSON views shared by CLI and RPC;
 //! - [`cli`]: the `archive-node` command line.
 
 pub mod archive;
+pub mod bitswap;
 pub mod blocks;
 pub mod cli;
 pub mod community;
@@ -19,3 +23,5 @@ pub mod db;
 pub mod json;
 pub mod message;
 pub mod message_store;
+pub mod network;
+pub mod node;

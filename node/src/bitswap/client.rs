@@ -1,0 +1,480 @@
+//! Fetching a DAG: a session per fetch asks peers for the blocks it lacks with want-block, a
+//! window of blocks in flight per peer, and stores what arrives in synced batches.
+//!
+//! - Blocks already in the store are never asked for, so a restarted fetch resumes.
+//! - Every received block's CID is computed from its bytes (see `message`); a peer that sends a
+//!   block we did not ask it for while it owes us blocks sent wrong bytes: it is dropped from the
+//!   session, reported, and its wants go to other peers.
+//! - DONT_HAVE or a timeout moves a want to another peer; a block no peer has fails the fetch.
+//! - Dropping the fetch future cancels its wants at every peer.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tokio::sync::{mpsc, watch};
+
+use super::message::{Message, Want, WantType};
+use super::outbox::Outboxes;
+use crate::blocks::cid::{self, Cid};
+use crate::blocks::store::BlockStore;
+use crate::blocks::{dag_pb, Block};
+
+/// Blocks asked of one peer at a time.
+const WINDOW_PER_PEER: usize = 24;
+/// Received bytes stored per synced batch.
+const FLUSH_BYTES: usize = 16 * 1024 * 1024;
+/// A want unanswered this long goes to another peer.
+pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events buffered per session (each may hold a block of up to 2 MiB).
+const SESSION_QUEUE: usize = 16;
+
+/// Errors of a fetch.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no peer to fetch from")]
+    NoPeers,
+    #[error("no peer has block {cid} (asked {asked})")]
+    NotFound { cid: String, asked: usize },
+    #[error("block store: {0}")]
+    Store(String),
+    #[error("block {cid}: {reason}")]
+    BadBlock { cid: String, reason: String },
+    #[error("bitswap has shut down")]
+    Shutdown,
+}
+
+/// Progress of a fetch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// Blocks received from peers.
+    pub blocks: u64,
+    /// Bytes received from peers.
+    pub bytes: u64,
+    /// Blocks that were already local.
+    pub local_blocks: u64,
+    /// The file size under the root, once the root is known.
+    pub total_bytes: Option<u64>,
+    pub done: bool,
+}
+
+/// What a fetch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FetchStats {
+    pub root: String,
+    pub blocks_fetched: u64,
+    pub bytes_fetched: u64,
+    pub blocks_local: u64,
+    /// Peers dropped for sending wrong blocks.
+    pub bad_peers: Vec<String>,
+}
+
+/// An event routed to a session.
+#[derive(Debug)]
+pub(super) enum SessionEvent {
+    Block(PeerId, Block),
+    DontHave(PeerId, Cid),
+    /// A block the session did not want, from this peer.
+    Unsolicited(PeerId, Cid),
+}
+
+struct Entry {
+    tx: mpsc::Sender<SessionEvent>,
+    wanted: HashSet<Cid>,
+}
+
+/// Routes incoming blocks and presences to the sessions waiting for them.
+#[derive(Clone, Default)]
+pub(super) struct Registry {
+    sessions: Arc<Mutex<HashMap<u64, Entry>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open(&self) -> (u64, mpsc::Receiver<SessionEvent>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        self.lock().insert(id, Entry { tx, wanted: HashSet::new() });
+        (id, rx)
+    }
+
+    fn want(&self, id: u64, cid: Cid) {
+        if let Some(e) = self.lock().get_mut(&id) {
+            e.wanted.insert(cid);
+        }
+    }
+
+    fn unwant(&self, id: u64, cid: &Cid) {
+        if let Some(e) = self.lock().get_mut(&id) {
+            e.wanted.remove(cid);
+        }
+    }
+
+    fn close(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Routes a block: to the sessions that want it, else to every session as unsolicited.
+    pub async fn on_block(&self, peer: PeerId, block: Block) {
+        let (wanting, others): (Vec<_>, Vec<_>) = {
+            let s = self.lock();
+            let mut wanting = Vec::new();
+            let mut others = Vec::new();
+            for e in s.values() {
+                if e.wanted.contains(block.cid()) {
+                    wanting.push(e.tx.clone());
+                } else {
+                    others.push(e.tx.clone());
+                }
+            }
+            (wanting, others)
+        };
+        if wanting.is_empty() {
+            for tx in others {
+                let _ = tx.send(SessionEvent::Unsolicited(peer, *block.cid())).await;
+            }
+            return;
+        }
+        for tx in wanting {
+            let _ = tx.send(SessionEvent::Block(peer, block.clone())).await;
+        }
+    }
+
+    /// Routes a DONT_HAVE.
+    pub async fn on_dont_have(&self, peer: PeerId, cid: Cid) {
+        let txs: Vec<_> =
+            self.lock().values().filter(|e| e.wanted.contains(&cid)).map(|e| e.tx.clone()).collect();
+        for tx in txs {
+            let _ = tx.send(SessionEvent::DontHave(peer, cid)).await;
+        }
+    }
+}
+
+/// Cancels a session's wants when the fetch ends or is dropped.
+struct Guard {
+    registry: Registry,
+    outboxes: Outboxes,
+    id: u64,
+    in_flight: HashMap<Cid, (PeerId, Instant)>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.registry.close(self.id);
+        let mut by_peer: HashMap<PeerId, Vec<Want>> = HashMap::new();
+        for (cid, (peer, _)) in self.in_flight.drain() {
+            by_peer.entry(peer).or_default().push(cancel(cid));
+        }
+        if by_peer.is_empty() {
+            return;
+        }
+        let outboxes = self.outboxes.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for (peer, wants) in by_peer {
+                    outboxes.send(peer, Message { wants, ..Default::default() }).await;
+                }
+            });
+        }
+    }
+}
+
+fn cancel(cid: Cid) -> Want {
+    Want { cid, priority: 0, cancel: true, want_type: WantType::Block, send_dont_have: false }
+}
+
+/// Fetches the DAG under `root` from `peers` into `store`; pins the root and marks it complete.
+pub(super) async fn fetch(
+    registry: Registry,
+    outboxes: Outboxes,
+    store: BlockStore,
+    root: Cid,
+    peers: Vec<PeerId>,
+    progress: watch::Sender<Progress>,
+) -> Result<(FetchStats, Vec<PeerId>), Error> {
+    if peers.is_empty() {
+        return Err(Error::NoPeers);
+    }
+    let (id, mut rx) = registry.open();
+    let mut guard =
+        Guard { registry: registry.clone(), outboxes: outboxes.clone(), id, in_flight: HashMap::new() };
+    let mut s = Session {
+        queue: VecDeque::new(),
+        known: HashSet::new(),
+        tried: HashMap::new(),
+        asked: HashMap::new(),
+        peers: peers.clone(),
+        bad: Vec::new(),
+        pending: Vec::new(),
+        pending_bytes: 0,
+        stats: FetchStats { root: root.to_string(), ..Default::default() },
+        progress: Progress::default(),
+        priority: i32::MAX,
+    };
+
+    // What is missing locally: everything under a root we lack, or the walk's missing list.
+    let initial = blocking(store.clone(), move |st| {
+        if st.has(&root)? {
+            let stat = st.stat(&root)?;
+            Ok((st.missing(&root)?, stat.size, stat.blocks))
+        } else {
+            Ok((vec![root], None, 0))
+        }
+    })
+    .await?;
+    s.progress.total_bytes = initial.1;
+    s.progress.local_blocks = initial.2;
+    s.stats.blocks_local = initial.2;
+    for c in initial.0 {
+        s.enqueue(c);
+    }
+
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        s.assign(&registry, &outboxes, &mut guard).await?;
+        if s.queue.is_empty() && guard.in_flight.is_empty() {
+            s.flush(&store).await?;
+            if s.queue.is_empty() && guard.in_flight.is_empty() {
+                break;
+            }
+            continue;
+        }
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => s.on_event(ev, &registry, &outboxes, &store, &mut guard).await?,
+                None => return Err(Error::Shutdown),
+            },
+            _ = ticker.tick() => s.on_tick(&mut guard),
+        }
+        // Store when a batch is big, or when nothing else is waiting.
+        if s.pending_bytes >= FLUSH_BYTES || (rx.is_empty() && !s.pending.is_empty()) {
+            s.flush(&store).await?;
+        }
+        let _ = progress.send(s.progress.clone());
+    }
+    blocking(store, move |st| {
+        st.pin(&root)?;
+        st.mark_complete_if_whole(&root)?;
+        st.flush()
+    })
+    .await?;
+    s.progress.done = true;
+    let _ = progress.send(s.progress.clone());
+    Ok((s.stats, s.bad))
+}
+
+async fn blocking<T: Send + 'static>(
+    store: BlockStore,
+    f: impl FnOnce(&BlockStore) -> Result<T, crate::blocks::store::Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Error::Store(e.to_string()))?
+        .map_err(|e| Error::Store(e.to_string()))
+}
+
+struct Session {
+    /// Needed, not yet asked.
+    queue: VecDeque<Cid>,
+    /// Every CID queued, in flight or done (a DAG may repeat a block).
+    known: HashSet<Cid>,
+    /// Peers that could not give a CID.
+    tried: HashMap<Cid, HashSet<PeerId>>,
+    /// Every CID asked of each peer (to tell a late block from a wrong one).
+    asked: HashMap<PeerId, HashSet<Cid>>,
+    peers: Vec<PeerId>,
+    bad: Vec<PeerId>,
+    /// Received, not yet stored.
+    pending: Vec<Block>,
+    pending_bytes: usize,
+    stats: FetchStats,
+    progress: Progress,
+    priority: i32,
+}
+
+impl Session {
+    fn enqueue(&mut self, c: Cid) {
+        if self.known.insert(c) {
+            self.queue.push_back(c);
+        }
+    }
+
+    /// Sends want-blocks while peers have room in their window.
+    async fn assign(
+        &mut self,
+        registry: &Registry,
+        outboxes: &Outboxes,
+        guard: &mut Guard,
+    ) -> Result<(), Error> {
+        let mut load: HashMap<PeerId, usize> = self.peers.iter().map(|p| (*p, 0)).collect();
+        for (p, _) in guard.in_flight.values() {
+            *load.entry(*p).or_default() += 1;
+        }
+        let mut batches: HashMap<PeerId, Vec<Want>> = HashMap::new();
+        let mut deferred = VecDeque::new();
+        while let Some(c) = self.queue.pop_front() {
+            let tried = self.tried.get(&c);
+            let eligible: Vec<PeerId> =
+                self.peers.iter().copied().filter(|p| tried.is_none_or(|t| !t.contains(p))).collect();
+            if eligible.is_empty() {
+                let asked = tried.map_or(0, HashSet::len);
+                return Err(Error::NotFound { cid: c.to_string(), asked });
+            }
+            let Some(peer) =
+                eligible.iter().copied().filter(|p| load[p] < WINDOW_PER_PEER).min_by_key(|p| load[p])
+            else {
+                deferred.push_back(c);
+                // Every eligible peer is busy; later CIDs would find the same.
+                break;
+            };
+            *load.entry(peer).or_default() += 1;
+            registry.want(guard.id, c);
+            self.asked.entry(peer).or_default().insert(c);
+            guard.in_flight.insert(c, (peer, Instant::now()));
+            self.priority = self.priority.saturating_sub(1).max(1);
+            batches.entry(peer).or_default().push(Want {
+                cid: c,
+                priority: self.priority,
+                cancel: false,
+                want_type: WantType::Block,
+                send_dont_have: true,
+            });
+        }
+        while let Some(c) = deferred.pop_back() {
+            self.queue.push_front(c);
+        }
+        for (peer, wants) in batches {
+            outboxes.send(peer, Message { wants, ..Default::default() }).await;
+        }
+        Ok(())
+    }
+
+    async fn on_event(
+        &mut self,
+        ev: SessionEvent,
+        registry: &Registry,
+        outboxes: &Outboxes,
+        store: &BlockStore,
+        guard: &mut Guard,
+    ) -> Result<(), Error> {
+        match ev {
+            SessionEvent::Block(peer, block) => {
+                let c = *block.cid();
+                if guard.in_flight.remove(&c).is_none() {
+                    // Already received from another peer, or a late answer to a moved want.
+                    return Ok(());
+                }
+                registry.unwant(guard.id, &c);
+                self.stats.blocks_fetched += 1;
+                self.stats.bytes_fetched += block.data().len() as u64;
+                self.progress.blocks += 1;
+                self.progress.bytes += block.data().len() as u64;
+                if c.codec() == cid::DAG_PB {
+                    let node = dag_pb::decode_file_node(block.data())
+                        .map_err(|e| Error::BadBlock { cid: c.to_string(), reason: e.to_string() })?;
+                    if self.progress.total_bytes.is_none() && self.known.len() == 1 {
+                        self.progress.total_bytes = Some(
+                            node.filesize
+                                .unwrap_or(node.data.len() as u64 + node.blocksizes.iter().sum::<u64>()),
+                        );
+                    }
+                    // Children already stored (an earlier, interrupted fetch) are walked, not fetched.
+                    let links: Vec<Cid> = node.links.into_iter().map(|l| l.cid).collect();
+                    let (missing, local) = blocking(store.clone(), move |st| {
+                        let (mut missing, mut local) = (Vec::new(), 0u64);
+                        for c in links {
+                            if !st.has(&c)? {
+                                missing.push(c);
+                            } else if c.codec() == cid::DAG_PB {
+                                missing.extend(st.missing(&c)?);
+                                local += 1;
+                            } else {
+                                local += 1;
+                            }
+                        }
+                        Ok((missing, local))
+                    })
+                    .await?;
+                    self.stats.blocks_local += local;
+                    self.progress.local_blocks += local;
+                    for c in missing {
+                        self.enqueue(c);
+                    }
+                } else if self.progress.total_bytes.is_none() && self.known.len() == 1 {
+                    self.progress.total_bytes = Some(block.data().len() as u64);
+                }
+                tracing::trace!(%peer, cid = %c, "block received");
+                self.pending_bytes += block.data().len();
+                self.pending.push(block);
+            }
+            SessionEvent::DontHave(peer, c) => {
+                if guard.in_flight.get(&c).is_some_and(|(p, _)| *p == peer) {
+                    guard.in_flight.remove(&c);
+                    registry.unwant(guard.id, &c);
+                    self.tried.entry(c).or_default().insert(peer);
+                    self.queue.push_front(c);
+                }
+            }
+            SessionEvent::Unsolicited(peer, c) => {
+                let owes = guard.in_flight.values().any(|(p, _)| *p == peer);
+                let ever_asked = self.asked.get(&peer).is_some_and(|a| a.contains(&c));
+                if owes && !ever_asked {
+                    self.drop_peer(peer, registry, outboxes, guard).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A peer sent wrong bytes: never ask it again in this session, move its wants.
+    async fn drop_peer(&mut self, peer: PeerId, registry: &Registry, outboxes: &Outboxes, guard: &mut Guard) {
+        tracing::warn!(%peer, "peer sent a block it was not asked for (wrong bytes?): dropped from the fetch");
+        self.peers.retain(|p| *p != peer);
+        self.bad.push(peer);
+        self.stats.bad_peers.push(peer.to_string());
+        let owed: Vec<Cid> =
+            guard.in_flight.iter().filter(|(_, (p, _))| *p == peer).map(|(c, _)| *c).collect();
+        let mut cancels = Vec::new();
+        for c in owed {
+            guard.in_flight.remove(&c);
+            registry.unwant(guard.id, &c);
+            self.queue.push_front(c);
+            cancels.push(cancel(c));
+        }
+        outboxes.send(peer, Message { wants: cancels, ..Default::default() }).await;
+    }
+
+    fn on_tick(&mut self, guard: &mut Guard) {
+        let now = Instant::now();
+        let expired: Vec<(Cid, PeerId)> = guard
+            .in_flight
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) > BLOCK_TIMEOUT)
+            .map(|(c, (p, _))| (*c, *p))
+            .collect();
+        for (c, p) in expired {
+            tracing::debug!(cid = %c, peer = %p, "want timed out");
+            guard.in_flight.remove(&c);
+            self.tried.entry(c).or_default().insert(p);
+            self.queue.push_front(c);
+        }
+    }
+
+    /// Stores received blocks in one synced batch, then queues the children of their nodes that
+    /// are missing locally (children already stored are walked, not fetched).
+    async fn flush(&mut self, store: &BlockStore) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let blocks = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        blocking(store.clone(), move |st| st.put_many(&blocks).map(|_| ())).await?;
+        Ok(())
+    }
+}

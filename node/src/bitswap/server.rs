@@ -1,0 +1,148 @@
+//! Serving blocks: a bounded ledger of wants per peer, worked off by one task per peer that reads
+//! blocks from the store (bounded concurrency overall) and answers in messages of a few MiB.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+use tokio::sync::Semaphore;
+
+use super::message::{Message, Presence, Want, WantType};
+use super::outbox::Outboxes;
+use crate::blocks::store::BlockStore;
+use crate::blocks::Block;
+
+/// Most open wants we keep per peer; more are dropped (the peer asks again).
+pub const MAX_WANTS_PER_PEER: usize = 8192;
+/// An answer is sent once it holds this many block bytes (blocks are at most 2 MiB, messages 4).
+const RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// Block reads in flight over all peers.
+const CONCURRENT_READS: usize = 16;
+
+#[derive(Default)]
+struct Ledger {
+    queue: VecDeque<Want>,
+    /// CIDs still wanted (a cancel removes them; queued entries not in here are skipped).
+    wanted: HashSet<Cid>,
+    working: bool,
+}
+
+use crate::blocks::cid::Cid;
+
+/// The serving side.
+#[derive(Clone)]
+pub(super) struct Server {
+    store: BlockStore,
+    outboxes: Outboxes,
+    ledgers: Arc<Mutex<std::collections::HashMap<PeerId, Arc<Mutex<Ledger>>>>>,
+    reads: Arc<Semaphore>,
+}
+
+impl Server {
+    pub fn new(store: BlockStore, outboxes: Outboxes) -> Self {
+        Self { store, outboxes, ledgers: Arc::default(), reads: Arc::new(Semaphore::new(CONCURRENT_READS)) }
+    }
+
+    /// Takes the wantlist part of a message.
+    pub fn on_wants(&self, peer: PeerId, wants: Vec<Want>, full: bool) {
+        let ledger = {
+            let mut all = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+            all.entry(peer).or_default().clone()
+        };
+        let start = {
+            let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            if full {
+                l.wanted.clear();
+                l.queue.clear();
+            }
+            let mut dropped = 0;
+            for w in wants {
+                if w.cancel {
+                    l.wanted.remove(&w.cid);
+                } else if !l.wanted.contains(&w.cid) {
+                    if l.wanted.len() >= MAX_WANTS_PER_PEER {
+                        dropped += 1;
+                        continue;
+                    }
+                    l.wanted.insert(w.cid);
+                    l.queue.push_back(w);
+                }
+            }
+            if dropped > 0 {
+                tracing::debug!(%peer, dropped, "wantlist over the per-peer limit");
+            }
+            let start = !l.working && !l.queue.is_empty();
+            l.working |= start;
+            start
+        };
+        if start {
+            tokio::spawn(self.clone().work(peer, ledger));
+        }
+    }
+
+    /// Forgets a disconnected peer's wants.
+    pub fn remove(&self, peer: &PeerId) {
+        if let Some(l) = self.ledgers.lock().unwrap_or_else(|p| p.into_inner()).remove(peer) {
+            let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
+            l.queue.clear();
+            l.wanted.clear();
+        }
+    }
+
+    async fn work(self, peer: PeerId, ledger: Arc<Mutex<Ledger>>) {
+        let mut response = Message::default();
+        let mut bytes = 0;
+        loop {
+            let next = {
+                let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
+                let mut next = None;
+                while let Some(w) = l.queue.pop_front() {
+                    if l.wanted.remove(&w.cid) {
+                        next = Some(w);
+                        break;
+                    }
+                }
+                if next.is_none() && response.is_empty() {
+                    l.working = false;
+                    return;
+                }
+                next
+            };
+            let Some(want) = next else {
+                // Queue drained: send what we have, then look again.
+                self.outboxes.send(peer, std::mem::take(&mut response)).await;
+                bytes = 0;
+                continue;
+            };
+            let block = match self.read(want.cid).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(cid = %want.cid, error = %e, "block store read failed");
+                    None
+                }
+            };
+            match (block, want.want_type) {
+                (Some(data), WantType::Block) => {
+                    bytes += data.len();
+                    // Bytes from our own store, verified when they were stored.
+                    response.blocks.push(Block::computed(want.cid, data));
+                }
+                (Some(_), WantType::Have) => response.presences.push((want.cid, Presence::Have)),
+                (None, _) if want.send_dont_have => response.presences.push((want.cid, Presence::DontHave)),
+                (None, _) => {}
+            }
+            if bytes >= RESPONSE_BYTES || response.presences.len() >= 1024 {
+                self.outboxes.send(peer, std::mem::take(&mut response)).await;
+                bytes = 0;
+            }
+        }
+    }
+
+    async fn read(&self, cid: Cid) -> Result<Option<Vec<u8>>, String> {
+        let _permit = self.reads.acquire().await.map_err(|_| "shutting down".to_string())?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.get(&cid).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+}

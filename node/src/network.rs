@@ -1,0 +1,48 @@
+//! The libp2p node: one task owns the [`libp2p::Swarm`]; everything else talks to it through a
+//! cloneable [`Client`] over a bounded command channel with oneshot replies, and hears about it
+//! through [`Event`]s. No libp2p event type leaves this module.
+//!
+//! Transports: TCP (and QUIC with the `quic` feature), Noise, Yamux. Behaviours: connection
+//! limits, identify (`/ipfs/id/1.0.0`), ping, Kademlia in server mode (protocol
+//! `/archive-node/kad/1.0.0` by default), and generic streams for Bitswap.
+
+mod behaviour;
+mod command;
+mod config;
+mod event_loop;
+pub mod keys;
+
+pub use command::{Client, PeerInfo};
+pub use config::Config;
+pub use event_loop::{start, Started};
+pub use libp2p::{Multiaddr, PeerId};
+
+/// What the network tells the rest of the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A first connection to the peer opened.
+    PeerConnected(PeerId),
+    /// The last connection to the peer closed.
+    PeerDisconnected(PeerId),
+    /// We listen on a new address (with `/p2p/<our id>`).
+    ListeningOn(Multiaddr),
+    /// The peer told us the protocols it speaks.
+    PeerIdentified { peer: PeerId, protocols: Vec<String> },
+}
+
+/// Errors of the network layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("network has shut down")]
+    Shutdown,
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("cannot dial {addr}: {reason}")]
+    Dial { addr: String, reason: String },
+    #[error("network setup: {0}")]
+    Setup(String),
+    #[error("node key: {0}")]
+    Key(String),
+    #[error("DHT: {0}")]
+    Dht(String),
+}

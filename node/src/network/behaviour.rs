@@ -1,0 +1,47 @@
+//! The composed libp2p behaviour.
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{connection_limits, identify, identity, kad, ping, StreamProtocol};
+
+use super::{Config, Error};
+
+/// Longest a DHT query (provide, find providers) runs.
+const DHT_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Identify's protocol version string (the protocol itself is `/ipfs/id/1.0.0`).
+const PROTOCOL_VERSION: &str = "ipfs/0.1.0";
+
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub stream: libp2p_stream::Behaviour,
+}
+
+impl Behaviour {
+    pub fn new(key: &identity::Keypair, config: &Config) -> Result<Self, Error> {
+        let peer = key.public().to_peer_id();
+        let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())
+            .map_err(|e| Error::Setup(format!("kad protocol {:?}: {e}", config.kad_protocol)))?;
+        let mut kad_config = kad::Config::new(kad_protocol);
+        kad_config.set_query_timeout(DHT_QUERY_TIMEOUT);
+        let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
+        // Loopback and private networks never confirm an external address: serve anyway.
+        kad.set_mode(Some(kad::Mode::Server));
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer));
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            identify: identify::Behaviour::new(
+                identify::Config::new(PROTOCOL_VERSION.to_string(), key.public())
+                    .with_agent_version(format!("archive-node/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+            kad,
+            stream: libp2p_stream::Behaviour::new(),
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! Commands to the network task, and the cloneable handle that sends them.
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Error, Event};
+use crate::blocks::cid::Cid;
+
+/// Bound of the command channel: callers wait when the network task is this far behind.
+pub(super) const COMMAND_QUEUE: usize = 256;
+
+/// A request to the network task; each carries its reply channel.
+#[derive(Debug)]
+pub(super) enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>> },
+    DialPeer { peer: PeerId, reply: oneshot::Sender<Result<PeerId, Error>> },
+    Disconnect { peer: PeerId },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Provide { cid: Cid, reply: oneshot::Sender<Result<(), Error>> },
+    FindProviders { cid: Cid, reply: oneshot::Sender<Result<Vec<PeerId>, Error>> },
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+}
+
+/// Handle to the network task; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) local: PeerId,
+}
+
+impl Client {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Our peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// Dials `addr` (with or without `/p2p/<id>`); returns the peer once connected.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Dials a peer by id, at the addresses the DHT or identify told us (no-op when connected).
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<PeerId, Error> {
+        self.ask(|reply| Command::DialPeer { peer, reply }).await?
+    }
+
+    /// Closes every connection to `peer`.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), Error> {
+        self.tx.send(Command::Disconnect { peer }).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
+        self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    /// Our listen addresses, each with `/p2p/<our id>`.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, Error> {
+        self.ask(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Announces on the DHT that we provide `cid`.
+    pub async fn provide(&self, cid: Cid) -> Result<(), Error> {
+        self.ask(|reply| Command::Provide { cid, reply }).await?
+    }
+
+    /// Peers the DHT knows to provide `cid`.
+    pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>, Error> {
+        self.ask(|reply| Command::FindProviders { cid, reply }).await?
+    }
+
+    /// Subscribes to network events (a slow subscriber misses events rather than block the network).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,286 @@
+//! The task that owns the swarm.
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use std::collections::HashMap;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::command::{Client, Command, PeerInfo, COMMAND_QUEUE};
+use super::{Config, Error, Event};
+
+/// Bound of the event broadcast: a subscriber this far behind loses the oldest events.
+const EVENT_QUEUE: usize = 1024;
+
+/// A started network.
+pub struct Started {
+    pub client: Client,
+    /// Opens and accepts protocol streams (Bitswap) outside the swarm task.
+    pub streams: libp2p_stream::Control,
+    /// The swarm task; ends when `cancel` fires or every client is dropped.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the swarm, starts listening and spawns the task that owns it.
+pub async fn start(
+    key: identity::Keypair,
+    config: Config,
+    cancel: CancellationToken,
+) -> Result<Started, Error> {
+    let local = key.public().to_peer_id();
+    let behaviour = Behaviour::new(&key, &config)?;
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let mut swarm = builder
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| Error::Setup(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout()))
+        .build();
+
+    let mut listen_ids = Vec::new();
+    for addr in &config.listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| Error::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+        listen_ids.push(id);
+    }
+    let streams = swarm.behaviour().stream.new_control();
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (events, _) = broadcast::channel(EVENT_QUEUE);
+    let client = Client { tx, events: events.clone(), local };
+    let mut lp = EventLoop {
+        swarm,
+        rx,
+        events,
+        local,
+        listen_addrs: Vec::new(),
+        pending_listen: listen_ids.len(),
+        listen_waiters: Vec::new(),
+        pending_dials: HashMap::new(),
+        pending_provides: HashMap::new(),
+        pending_providers: HashMap::new(),
+    };
+    // Wait until every listener reported an address, so callers can print them.
+    while lp.pending_listen > 0 {
+        tokio::select! {
+            ev = lp.swarm.select_next_some() => lp.on_swarm_event(ev),
+            _ = cancel.cancelled() => return Err(Error::Shutdown),
+        }
+    }
+    for addr in config.bootstrap.clone() {
+        if let Err(e) = lp.swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    let task = tokio::spawn(lp.run(cancel));
+    Ok(Started { client, streams, task })
+}
+
+type ProvidersReply = oneshot::Sender<Result<Vec<PeerId>, Error>>;
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    rx: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    local: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    pending_listen: usize,
+    listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
+    pending_provides: HashMap<kad::QueryId, oneshot::Sender<Result<(), Error>>>,
+    pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, ProvidersReply)>,
+}
+
+impl EventLoop {
+    async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                _ = cancel.cancelled() => break,
+            }
+        }
+        tracing::debug!("network task stopped");
+    }
+
+    fn emit(&self, e: Event) {
+        // No subscriber is fine.
+        let _ = self.events.send(e);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                let opts = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) => {
+                        DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build()
+                    }
+                    _ => opts,
+                };
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ =
+                            reply.send(Err(Error::Dial { addr: addr.to_string(), reason: e.to_string() }));
+                    }
+                }
+            }
+            Command::DialPeer { peer, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(peer));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer).build();
+                let id = opts.connection_id();
+                let addr: Multiaddr = Multiaddr::empty().with(Protocol::P2p(peer));
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ =
+                            reply.send(Err(Error::Dial { addr: addr.to_string(), reason: e.to_string() }));
+                    }
+                }
+            }
+            Command::Disconnect { peer } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::Peers { reply } => {
+                let peers = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| PeerInfo { peer_id: p.to_string(), addrs: Vec::new() })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.listen_addrs.clone());
+            }
+            Command::Provide { cid, reply } => {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(kad::RecordKey::new(&cid.hash().to_bytes()))
+                {
+                    Ok(q) => {
+                        self.pending_provides.insert(q, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Dht(e.to_string())));
+                    }
+                }
+            }
+            Command::FindProviders { cid, reply } => {
+                let q =
+                    self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&cid.hash().to_bytes()));
+                self.pending_providers.insert(q, (Vec::new(), reply));
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with_p2p(self.local).unwrap_or_else(|a| a);
+                tracing::info!(addr = %full, "listening");
+                self.listen_addrs.push(full.clone());
+                self.pending_listen = self.pending_listen.saturating_sub(1);
+                for w in self.listen_waiters.drain(..) {
+                    let _ = w.send(self.listen_addrs.clone());
+                }
+                self.emit(Event::ListeningOn(full));
+            }
+            SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
+            SwarmEvent::ConnectionEstablished {
+                peer_id, connection_id, num_established, endpoint, ..
+            } => {
+                if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if endpoint.is_dialer() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(peer = %peer_id, "connected");
+                    self.emit(Event::PeerConnected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                tracing::debug!(peer = %peer_id, "disconnected");
+                self.emit(Event::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ =
+                        reply.send(Err(Error::Dial { addr: addr.to_string(), reason: error.to_string() }));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let kad_protocol = self.swarm.behaviour().kad.protocol_names().first().cloned();
+                if kad_protocol.is_some_and(|p| info.protocols.contains(&p)) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+                let protocols = info.protocols.iter().map(|p| p.to_string()).collect();
+                self.emit(Event::PeerIdentified { peer: peer_id, protocols });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, ev: kad::Event) {
+        let kad::Event::OutboundQueryProgressed { id, result, step, .. } = ev else { return };
+        match result {
+            kad::QueryResult::StartProviding(r) => {
+                if let Some(reply) = self.pending_provides.remove(&id) {
+                    // With no peer in the routing table the record is still stored locally and
+                    // served to peers who ask: that is a success for a small private network.
+                    let _ = reply.send(match r {
+                        Ok(_) | Err(kad::AddProviderError::Timeout { .. }) => Ok(()),
+                    });
+                }
+            }
+            kad::QueryResult::GetProviders(r) => {
+                if let Some((found, _)) = self.pending_providers.get_mut(&id) {
+                    if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
+                        found.extend(providers.into_iter().filter(|p| *p != self.local));
+                    }
+                }
+                if step.last {
+                    if let Some((mut found, reply)) = self.pending_providers.remove(&id) {
+                        found.sort();
+                        found.dedup();
+                        let _ = reply.send(Ok(found));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

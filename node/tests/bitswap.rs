@@ -1,0 +1,106 @@
+//! Bitswap between real nodes in one process, on 127.0.0.1 with ephemeral ports.
+
+use archive_node::bitswap::Progress;
+use archive_node::blocks::cid::Cid;
+use archive_node::blocks::unixfs::Layout;
+use archive_node::blocks::{files, unixfs, Block};
+use archive_node::data_dir::DataDir;
+use archive_node::node::{Config, Node};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+struct TestNode {
+    node: Node,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let node =
+        Node::start(&DataDir::new(dir.path()), Config::default(), CancellationToken::new()).await.unwrap();
+    TestNode { node, _dir: dir }
+}
+
+fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn add(node: &Node, data: Vec<u8>, layout: Layout) -> Cid {
+    let store = node.blocks.clone();
+    tokio::task::spawn_blocking(move || files::add(&store, &mut &data[..], layout).unwrap().root)
+        .await
+        .unwrap()
+}
+
+async fn read(node: &Node, root: Cid) -> Vec<u8> {
+    let store = node.blocks.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        files::cat(&store, root, &mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fetches_a_dag_from_another() {
+    let (a, b) = (start().await, start().await);
+    let data = bytes(5 * 1024 * 1024 + 777, 1);
+    let root = add(&a.node, data.clone(), Layout::default()).await;
+    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+
+    let (tx, rx) = watch::channel(Progress::default());
+    let stats = b.node.fetch(root, &[addr], tx).await.unwrap();
+    assert_eq!(stats.blocks_fetched, 7, "six leaves and the root");
+    assert!(stats.bytes_fetched as usize > data.len(), "the file plus its root node");
+    assert!(rx.borrow().done);
+    assert_eq!(rx.borrow().total_bytes, Some(data.len() as u64));
+    assert_eq!(read(&b.node, root).await, data);
+    assert!(b.node.blocks.is_complete(&root).unwrap());
+    assert_eq!(b.node.blocks.pins().unwrap().get(&root), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_already_stored_are_not_fetched_again() {
+    let (a, b) = (start().await, start().await);
+    let layout = Layout { chunk_size: 64 * 1024, max_links: 8 };
+    let data = bytes(40 * 64 * 1024, 2);
+    let root = add(&a.node, data.clone(), layout).await;
+
+    // B already holds some leaves, as after an interrupted fetch.
+    let mut all = Vec::new();
+    let mut sink = |blk: Block| {
+        all.push(blk);
+        Ok(())
+    };
+    let total = unixfs::import(&mut &data[..], layout, &mut sink).unwrap().blocks;
+    assert_eq!(total, 46, "40 leaves, 5 nodes and the root");
+    let leaves: Vec<Block> = all.into_iter().filter(|b| b.cid().codec() == 0x55).collect();
+    b.node.blocks.put_many(&leaves[..25]).unwrap();
+
+    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let (tx, _rx) = watch::channel(Progress::default());
+    let stats = b.node.fetch(root, &[addr], tx).await.unwrap();
+    assert_eq!(stats.blocks_local, 25);
+    assert_eq!(stats.blocks_fetched, total - 25);
+    assert_eq!(read(&b.node, root).await, data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_nobody_has_fails_the_fetch() {
+    let (a, b) = (start().await, start().await);
+    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let absent = archive_node::blocks::cid::raw(b"nobody has this");
+    let (tx, _rx) = watch::channel(Progress::default());
+    let err = b.node.fetch(absent, &[addr], tx).await.unwrap_err();
+    assert!(err.to_string().contains("no peer has block"), "{err}");
+}
