@@ -3,6 +3,7 @@
 mod archive;
 mod blocks;
 mod keygen;
+mod net;
 mod store;
 
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ enum Command {
     Car(blocks::CarCommand),
     /// Remove every block not reachable from a pinned root and compact the pack files.
     Gc(blocks::GcArgs),
+    /// Serve the block store over Bitswap until interrupted; prints each listen address.
+    Serve(net::ServeArgs),
+    /// Fetch a DAG over Bitswap into the block store (progress bar on a terminal).
+    Fetch(net::FetchArgs),
 }
 
 /// The data dir option shared by every store command.
@@ -98,6 +103,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Blocks(c) => blocks::run_blocks(c),
         Command::Car(c) => blocks::run_car(c),
         Command::Gc(a) => blocks::gc(a),
+        Command::Serve(a) => net::serve(a),
+        Command::Fetch(a) => net::fetch(a),
     }
 }
 

@@ -104,3 +104,109 @@ async fn a_block_nobody_has_fails_the_fetch() {
     let err = b.node.fetch(absent, &[addr], tx).await.unwrap_err();
     assert!(err.to_string().contains("no peer has block"), "{err}");
 }
+
+/// A peer that speaks Bitswap but answers every want-block with wrong bytes under the wanted
+/// CID's prefix.
+mod hostile {
+    use archive_node::bitswap::{codec, PROTOCOL_1_2};
+    use archive_proto::pb::bitswap as pb;
+    use futures::{AsyncWriteExt, StreamExt};
+    use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+    use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId};
+    use prost::Message as _;
+
+    #[derive(NetworkBehaviour)]
+    struct Behaviour {
+        stream: libp2p_stream::Behaviour,
+        identify: identify::Behaviour,
+    }
+
+    /// Starts the hostile peer; returns its address (with /p2p/).
+    pub async fn start() -> (Multiaddr, PeerId) {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|k| Behaviour {
+                stream: libp2p_stream::Behaviour::new(),
+                identify: identify::Behaviour::new(identify::Config::new("ipfs/0.1.0".into(), k.public())),
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(std::time::Duration::from_secs(60)))
+            .build();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+        let peer = *swarm.local_peer_id();
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address.with_p2p(peer).unwrap();
+            }
+        };
+        let mut control = swarm.behaviour().stream.new_control();
+        let mut incoming = control.accept(PROTOCOL_1_2).unwrap();
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((from, mut stream)) = incoming.next().await {
+                let mut control = control.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(msg)) = codec::read(&mut stream).await {
+                        let lies: Vec<pb::message::Block> = msg
+                            .wants
+                            .iter()
+                            .filter(|w| !w.cancel)
+                            .map(|w| pb::message::Block {
+                                prefix: vec![1, w.cid.codec() as u8, 0x12, 0x20].into(),
+                                data: b"not the block you asked for".to_vec().into(),
+                            })
+                            .collect();
+                        if lies.is_empty() {
+                            continue;
+                        }
+                        let bytes = pb::Message { payload: lies, ..Default::default() }.encode_to_vec();
+                        let Ok(mut out) = control.open_stream(from, PROTOCOL_1_2).await else { return };
+                        let mut frame = Vec::new();
+                        let mut p = unsigned_varint::encode::usize_buffer();
+                        frame.extend_from_slice(unsigned_varint::encode::usize(bytes.len(), &mut p));
+                        frame.extend_from_slice(&bytes);
+                        let _ = out.write_all(&frame).await;
+                        let _ = out.close().await;
+                    }
+                });
+            }
+        });
+        (addr, peer)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_drops_the_liar() {
+    let (honest, fetcher) = (start().await, start().await);
+    let (liar_addr, liar) = hostile::start().await;
+    let data = bytes(3 * 1024 * 1024 + 5, 3);
+    let layout = Layout { chunk_size: 64 * 1024, max_links: 16 };
+    let root = add(&honest.node, data.clone(), layout).await;
+    let honest_addr = honest.node.network.listen_addrs().await.unwrap()[0].clone();
+
+    let mut events = fetcher.node.network.subscribe();
+    let (tx, _rx) = watch::channel(Progress::default());
+    let stats = fetcher.node.fetch(root, &[honest_addr, liar_addr], tx).await.unwrap();
+    assert_eq!(read(&fetcher.node, root).await, data, "only correct bytes were stored");
+    assert_eq!(stats.bad_peers, vec![liar.to_string()]);
+    assert!(fetcher.node.blocks.is_complete(&root).unwrap());
+
+    // The liar is reported and disconnected.
+    let disconnected = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(archive_node::network::Event::PeerDisconnected(p)) if p == liar => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(disconnected, Ok(true));
+}

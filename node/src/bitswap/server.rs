@@ -14,8 +14,11 @@ use crate::blocks::Block;
 
 /// Most open wants we keep per peer; more are dropped (the peer asks again).
 pub const MAX_WANTS_PER_PEER: usize = 8192;
-/// An answer is sent once it holds this many block bytes (blocks are at most 2 MiB, messages 4).
-const RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// An answer is sent once it holds this many block bytes (three 1 MiB leaves, as Helia does).
+const RESPONSE_BYTES: usize = 3 * 1024 * 1024;
+/// Block bytes an answer may hold: the 4 MiB message limit less room for framing and presences
+/// (peers drop the whole stream on an oversized message, and Helia never asks twice).
+const RESPONSE_LIMIT: usize = super::codec::MAX_MESSAGE_BYTES - 64 * 1024;
 /// Block reads in flight over all peers.
 const CONCURRENT_READS: usize = 16;
 
@@ -121,6 +124,12 @@ impl Server {
                     None
                 }
             };
+            if let (Some(data), WantType::Block) = (&block, want.want_type) {
+                if bytes + data.len() > RESPONSE_LIMIT {
+                    self.outboxes.send(peer, std::mem::take(&mut response)).await;
+                    bytes = 0;
+                }
+            }
             match (block, want.want_type) {
                 (Some(data), WantType::Block) => {
                     bytes += data.len();

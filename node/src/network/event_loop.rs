@@ -16,6 +16,21 @@ use super::{Config, Error, Event};
 /// Bound of the event broadcast: a subscriber this far behind loses the oldest events.
 const EVENT_QUEUE: usize = 1024;
 
+/// Yamux streams per connection, chosen to cap stream receive windows at 1 MiB.
+///
+/// rust-yamux 0.14 decodes frames of at most 1 MiB, but auto-tunes a stream's receive window up
+/// to what the connection's 1 GiB budget leaves beyond 256 KiB per possible stream, and js-yamux
+/// (Helia) sends a frame as large as the whole window: past 1 MiB the connection dies with
+/// `FrameTooLarge`. With 4093 streams the budget left over is 768 KiB, so a window never
+/// exceeds 256 KiB + 768 KiB = 1 MiB. (libp2p-yamux 0.48 exposes only this knob.)
+const YAMUX_MAX_STREAMS: usize = 4093;
+
+fn yamux_config() -> yamux::Config {
+    let mut c = yamux::Config::default();
+    c.set_max_num_streams(YAMUX_MAX_STREAMS);
+    c
+}
+
 /// A started network.
 pub struct Started {
     pub client: Client,
@@ -35,7 +50,7 @@ pub async fn start(
     let behaviour = Behaviour::new(&key, &config)?;
     let builder = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
         .map_err(|e| Error::Setup(e.to_string()))?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();

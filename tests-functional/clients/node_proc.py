@@ -1,0 +1,70 @@
+"""Long-running archive-node and Helia processes for the functional tests."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+from clients import helia
+
+LOGS = pathlib.Path(__file__).resolve().parent.parent / "logs"
+
+
+class Proc:
+    """A background process whose first stdout line is read at start; stopped with SIGINT."""
+
+    def __init__(self, args, name, cwd=None, env=None):
+        LOGS.mkdir(exist_ok=True)
+        self.name = name
+        self.stderr_path = LOGS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.PIPE, cwd=cwd, env=env)
+
+    def first_line(self, timeout=60) -> str:
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline().decode().strip()
+        if not line:
+            self.stop()
+            raise AssertionError(f"{self.name} printed nothing (exit {self.proc.returncode}); log: {self.stderr_path.read_text()}")
+        assert time.monotonic() < deadline
+        return line
+
+    def stop(self, sig=signal.SIGINT, timeout=20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+        return self.proc.returncode
+
+
+class Serve(Proc):
+    """`archive-node serve` on a data dir; `.addr` is its first listen address."""
+
+    def __init__(self, binary, data_dir):
+        super().__init__([binary, "serve", "--data-dir", str(data_dir)], "serve")
+        self.addr = self.first_line()
+
+
+class HeliaServe(Proc):
+    """A networked Helia serving N pseudo-random bytes; `.info` has peer_id, addrs, cid, size, sha256."""
+
+    def __init__(self, size, seed):
+        super().__init__(["node", "--import", "./shim.mjs", "helia-peer.mjs", "serve", "--size", str(size), "--seed", str(seed)], "helia", cwd=helia.JS)
+        self.info = json.loads(self.first_line())
+
+
+def helia_fetch(cid, addr, timeout_ms=120_000) -> dict:
+    """A networked Helia fetches `cid` from `addr`: {cid, size, sha256, seconds, mb_per_s}."""
+    proc = subprocess.run(
+        ["node", "--import", "./shim.mjs", "helia-peer.mjs", "fetch", cid, addr, "--timeout-ms", str(timeout_ms)],
+        cwd=helia.JS, capture_output=True, text=True, timeout=timeout_ms / 1000 + 30,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"helia fetch failed: {proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
