@@ -2,6 +2,7 @@
 # Benchmarks of archive-node, each side by side with its reference in the same run.
 #   scripts/bench.sh build    archive build of 1M messages vs sha256sum of the output
 #   scripts/bench.sh blocks   add/cat of 1 GiB vs sha256sum of the file
+#   scripts/bench.sh transfer 256 MiB between two of our nodes vs between two Helia nodes
 #   scripts/bench.sh all      every benchmark above, then BENCHMARKS.md
 # Each writes bench/results/<name>.json (machine, inputs, figures, ratios) and prints a table.
 set -euo pipefail
@@ -22,14 +23,29 @@ run_cargo_bench() {
   python3 scripts/bench_report.py record "$name" "$result"
 }
 
+run_transfer() {
+  echo "==> transfer: release build, npm packages, then 3 alternating runs inside unshare -n"
+  cargo build --locked --release -p archive-node --bin archive-node
+  (cd tests-functional/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
+  local log result
+  log=$(mktemp)
+  unshare -n bash -c 'ip link set lo up && exec python3 scripts/bench_transfer.py' | tee "$log"
+  result=$(grep '^RESULT ' "$log" | tail -1 | sed 's/^RESULT //')
+  rm -f "$log"
+  [ -n "$result" ] || { echo "transfer produced no RESULT line" >&2; exit 1; }
+  python3 scripts/bench_report.py record transfer "$result"
+}
+
 what=${1:-all}
 case "$what" in
   build|blocks) run_cargo_bench "$what" ;;
+  transfer) run_transfer ;;
   all)
     run_cargo_bench build
     run_cargo_bench blocks
+    run_transfer
     python3 scripts/bench_report.py markdown > BENCHMARKS.md
     echo "wrote BENCHMARKS.md"
     ;;
-  *) echo "usage: scripts/bench.sh [build|blocks|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [build|blocks|transfer|all]" >&2; exit 2 ;;
 esac

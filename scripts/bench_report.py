@@ -61,6 +61,16 @@ def rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
             ("add speed / in-process sha256", f'{r["add_speed_vs_sha256_in_process"]:.2f}x', "", "for reference"),
             ("cat speed / in-process sha256", f'{r["cat_speed_vs_sha256_in_process"]:.2f}x', "", "for reference"),
         ]
+    if name == "transfer":
+        o, h = r["ours_mb_per_s"], r["helia_mb_per_s"]
+        ratio, rss = r["ratio_ours_to_helia"], r["ours_fetcher_peak_rss_mib"]
+        return [
+            (f"ours -> ours, {r['bytes'] // 2**20} MiB", f'{o["median"]:.0f} MB/s (min {o["min"]:.0f}, max {o["max"]:.0f})', ">= 400 MB/s", "met" if o["median"] >= 400 else "missed"),
+            ("Helia -> Helia, same bytes", f'{h["median"]:.0f} MB/s (min {h["min"]:.0f}, max {h["max"]:.0f})', "", ""),
+            ("ours / Helia", f"{ratio:.1f}x", ">= 10x", "met" if ratio >= 10 else "missed"),
+            ("our fetcher's peak RSS", f"{rss:.0f} MiB", "< 200 MiB", "met" if rss < 200 else "missed"),
+            ("Helia fetcher's peak RSS", f'{r["helia_fetcher_peak_rss_mib"]:.0f} MiB', "", "for reference"),
+        ]
     return [(k, json.dumps(v), "", "") for k, v in r.items()]
 
 

@@ -140,8 +140,8 @@ impl Node {
         }
     }
 
-    /// Fetches the DAG under `root`: from `peers` (dialled first) if given, else from connected
-    /// peers, else from providers found on the DHT. Provides it once complete.
+    /// Fetches the DAG under `root`: from `peers` (dialled first) if given, else from the connected
+    /// peers and the providers found on the DHT. Provides it once complete.
     pub async fn fetch(
         &self,
         root: Cid,
@@ -154,8 +154,6 @@ impl Node {
         }
         if ids.is_empty() {
             ids = self.network.peers().await?.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
-        }
-        if ids.is_empty() {
             for p in self.network.find_providers(root).await? {
                 match self.network.dial_peer(p).await {
                     Ok(p) => ids.push(p),

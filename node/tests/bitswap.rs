@@ -210,3 +210,24 @@ async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_drops_the_liar() 
     .await;
     assert_eq!(disconnected, Ok(true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_found_on_the_dht_serves_the_fetch() {
+    // provider -- hub -- fetcher: the fetcher only knows the hub, which does not hold the DAG.
+    let (provider, hub, fetcher) = (start().await, start().await, start().await);
+    let hub_addr = hub.node.network.listen_addrs().await.unwrap()[0].clone();
+    provider.node.network.dial(hub_addr.clone()).await.unwrap();
+    fetcher.node.network.dial(hub_addr).await.unwrap();
+
+    let data = bytes(2 * 1024 * 1024 + 1, 4);
+    let root = add(&provider.node, data.clone(), Layout::default()).await;
+    provider.node.network.provide(root).await.unwrap();
+
+    let (tx, _rx) = watch::channel(Progress::default());
+    let stats = fetcher.node.fetch(root, &[], tx).await.unwrap();
+    assert_eq!(stats.blocks_fetched, 4);
+    assert_eq!(read(&fetcher.node, root).await, data);
+    let peers = fetcher.node.network.peers().await.unwrap();
+    let provider_id = provider.node.network.local_peer_id().to_string();
+    assert!(peers.iter().any(|p| p.peer_id == provider_id), "dialled the provider found on the DHT");
+}

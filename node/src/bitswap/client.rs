@@ -213,6 +213,7 @@ pub(super) async fn fetch(
         bad: Vec::new(),
         pending: Vec::new(),
         pending_bytes: 0,
+        writing: None,
         stats: FetchStats { root: root.to_string(), ..Default::default() },
         progress: Progress::default(),
         priority: i32::MAX,
@@ -240,6 +241,7 @@ pub(super) async fn fetch(
         s.assign(&registry, &outboxes, &mut guard).await?;
         if s.queue.is_empty() && guard.in_flight.is_empty() {
             s.flush(&store).await?;
+            s.wait_written().await?;
             if s.queue.is_empty() && guard.in_flight.is_empty() {
                 break;
             }
@@ -293,6 +295,8 @@ struct Session {
     /// Received, not yet stored.
     pending: Vec<Block>,
     pending_bytes: usize,
+    /// The batch being written (at most one, so memory stays at two batches).
+    writing: Option<tokio::task::JoinHandle<Result<(), Error>>>,
     stats: FetchStats,
     progress: Progress,
     priority: i32,
@@ -466,15 +470,25 @@ impl Session {
         }
     }
 
-    /// Stores received blocks in one synced batch, then queues the children of their nodes that
-    /// are missing locally (children already stored are walked, not fetched).
+    /// Starts storing the received blocks as one synced batch in the background, after the
+    /// previous batch is written: the network keeps flowing while the disk syncs.
     async fn flush(&mut self, store: &BlockStore) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        self.wait_written().await?;
         let blocks = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        blocking(store.clone(), move |st| st.put_many(&blocks).map(|_| ())).await?;
+        let store = store.clone();
+        self.writing = Some(tokio::spawn(blocking(store, move |st| st.put_many(&blocks).map(|_| ()))));
         Ok(())
+    }
+
+    /// Waits for the batch being written.
+    async fn wait_written(&mut self) -> Result<(), Error> {
+        match self.writing.take() {
+            Some(w) => w.await.map_err(|e| Error::Store(e.to_string()))?,
+            None => Ok(()),
+        }
     }
 }
