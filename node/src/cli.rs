@@ -2,6 +2,8 @@
 
 mod archive;
 mod blocks;
+mod client;
+mod daemon;
 mod keygen;
 mod net;
 mod store;
@@ -47,23 +49,60 @@ enum Command {
     Car(blocks::CarCommand),
     /// Remove every block not reachable from a pinned root and compact the pack files.
     Gc(blocks::GcArgs),
+    /// Run the node: peers, Bitswap and the JSON-RPC API, until SIGINT/SIGTERM.
+    Daemon(daemon::DaemonArgs),
+    /// Show the running daemon's peer id, listen addresses and version.
+    Info(client::InfoArgs),
+    /// Ask the running daemon to connect to a peer.
+    Connect(client::ConnectArgs),
+    /// List the running daemon's connected peers.
+    Peers(client::InfoArgs),
+    /// Print the running daemon's signals as JSON lines until interrupted.
+    Signals(client::InfoArgs),
+    /// Size, blocks, completeness and pins of a DAG, as JSON (same as `blocks stat`).
+    Stat(blocks::StatArgs),
     /// Serve the block store over Bitswap until interrupted; prints each listen address.
     Serve(net::ServeArgs),
     /// Fetch a DAG over Bitswap into the block store (progress bar on a terminal).
     Fetch(net::FetchArgs),
 }
 
-/// The data dir option shared by every store command.
+/// The data dir option shared by every store command, and how to reach its daemon.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataDirArg {
     /// Data directory of the node [default: ~/.archive-node].
     #[arg(long, env = data_dir::ENV, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// RPC URL of the daemon [default: from <data-dir>/rpc.port when a daemon runs there].
+    #[arg(long, value_name = "URL")]
+    rpc: Option<String>,
+    /// File holding the RPC token [default: <data-dir>/rpc.token].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
+/// A command needs a running daemon and none runs (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("no archive-node daemon runs on data dir {0} (start one with `archive-node daemon`)")]
+pub struct NoDaemon(pub String);
+
 impl DataDirArg {
+    /// The data dir.
+    fn dir(&self) -> DataDir {
+        DataDir::new(self.data_dir.clone().unwrap_or_else(DataDir::default_path))
+    }
+
+    /// The daemon running on the data dir, if any.
+    fn daemon(&self) -> anyhow::Result<Option<crate::rpc::client::Endpoint>> {
+        Ok(crate::rpc::client::Endpoint::discover(
+            &self.dir(),
+            self.rpc.as_deref(),
+            self.token_file.as_deref(),
+        )?)
+    }
+
     fn open(&self) -> anyhow::Result<(DataDir, crate::db::Db)> {
-        let dir = DataDir::new(self.data_dir.clone().unwrap_or_else(DataDir::default_path));
+        let dir = self.dir();
         dir.create().map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.root().display()))?;
         let db = crate::db::Db::open(&dir.db())?;
         Ok((dir, db))
@@ -86,6 +125,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): not an error of ours.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<NoDaemon>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
@@ -103,6 +146,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Blocks(c) => blocks::run_blocks(c),
         Command::Car(c) => blocks::run_car(c),
         Command::Gc(a) => blocks::gc(a),
+        Command::Daemon(a) => daemon::run(a),
+        Command::Info(a) => client::info(a),
+        Command::Connect(a) => client::connect(a),
+        Command::Peers(a) => client::peers(a),
+        Command::Signals(a) => client::signals(a),
+        Command::Stat(a) => blocks::stat(a),
         Command::Serve(a) => net::serve(a),
         Command::Fetch(a) => net::fetch(a),
     }

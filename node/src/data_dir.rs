@@ -49,6 +49,16 @@ impl DataDir {
         self.root.join("node.key")
     }
 
+    /// The RPC bearer token (mode 0600).
+    pub fn rpc_token(&self) -> PathBuf {
+        self.root.join("rpc.token")
+    }
+
+    /// The port of a running daemon's RPC server.
+    pub fn rpc_port(&self) -> PathBuf {
+        self.root.join("rpc.port")
+    }
+
     /// The block store's pack files.
     pub fn blocks(&self) -> PathBuf {
         self.root.join("blocks")

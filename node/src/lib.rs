@@ -10,6 +10,7 @@
 //! - [`archive`]: status-go's history archive format, partitioning, builder and index;
 //! - [`node`]: the facade that starts and wires the network, Bitswap and the stores;
 //! - [`data_dir`], [`json`]: the data directory layout and the JSON views shared by CLI and RPC;
+//! - [`signals`], [`rpc`], [`config`], [`daemon`]: the long-running daemon and its JSON-RPC API;
 //! - [`cli`]: the `archive-node` command line.
 
 pub mod archive;
@@ -17,7 +18,9 @@ pub mod bitswap;
 pub mod blocks;
 pub mod cli;
 pub mod community;
+pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod data_dir;
 pub mod db;
 pub mod json;
@@ -25,3 +28,5 @@ pub mod message;
 pub mod message_store;
 pub mod network;
 pub mod node;
+pub mod rpc;
+pub mod signals;

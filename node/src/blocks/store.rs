@@ -55,11 +55,13 @@ impl From<unixfs::Error> for Error {
     }
 }
 
-/// Settings of the block store.
-#[derive(Clone, Debug)]
+/// Settings of the block store (the `[store]` section of the config file).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Largest number of block bytes stored (None: unlimited).
+    /// Largest number of block bytes stored (absent: unlimited).
     pub quota: Option<u64>,
+    /// Size at which a pack file is closed and a new one started.
     pub segment_bytes: u64,
 }
 

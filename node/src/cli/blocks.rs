@@ -9,6 +9,10 @@ use super::DataDirArg;
 use crate::blocks::cid::Cid;
 use crate::blocks::unixfs::{self, Layout, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINKS};
 use crate::blocks::{car, files, Block};
+use crate::json::{b64, from_b64};
+use crate::rpc::client::Endpoint;
+use serde_json::json;
+use std::io::{Read, Write};
 
 #[derive(Args, Debug)]
 pub struct AddArgs {
@@ -38,12 +42,15 @@ pub struct CatArgs {
 #[derive(Subcommand, Debug)]
 pub enum BlocksCommand {
     /// Size, blocks, completeness and pins of a DAG, as JSON.
-    Stat {
-        #[command(flatten)]
-        data_dir: DataDirArg,
-        /// Root CID.
-        cid: Cid,
-    },
+    Stat(StatArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+    /// Root CID.
+    cid: Cid,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +91,11 @@ fn open_input(file: &PathBuf) -> anyhow::Result<Box<dyn std::io::Read>> {
 pub fn add(a: AddArgs) -> anyhow::Result<()> {
     let layout = Layout { chunk_size: a.chunk_size, max_links: a.max_links };
     layout.validate()?;
+    if !a.only_hash {
+        if let Some(endpoint) = a.data_dir.daemon()? {
+            return add_via_daemon(endpoint, &a);
+        }
+    }
     let mut input = open_input(&a.file)?;
     let root = if a.only_hash {
         let mut sink = |_: Block| Ok(());
@@ -95,18 +107,56 @@ pub fn add(a: AddArgs) -> anyhow::Result<()> {
     Ok(super::out(root)?)
 }
 
+fn add_via_daemon(endpoint: Endpoint, a: &AddArgs) -> anyhow::Result<()> {
+    let layout = json!({"chunkSize": a.chunk_size, "maxLinks": a.max_links});
+    let (method, mut params) = if a.file.as_os_str() == "-" {
+        let mut data = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut data)?;
+        ("blocks_add", json!({"data": b64(&data)}))
+    } else {
+        let path =
+            std::fs::canonicalize(&a.file).with_context(|| format!("cannot open {}", a.file.display()))?;
+        ("blocks_addPath", json!({"path": path}))
+    };
+    if let (Some(p), Some(l)) = (params.as_object_mut(), layout.as_object()) {
+        p.extend(l.clone());
+    }
+    let v = block_on(endpoint.call(method, params))?;
+    Ok(super::out(v["cid"].as_str().unwrap_or_default())?)
+}
+
+fn block_on<T>(
+    f: impl std::future::Future<Output = Result<T, crate::rpc::client::Error>>,
+) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(rt.block_on(f)?)
+}
+
 pub fn cat(a: CatArgs) -> anyhow::Result<()> {
+    if let Some(endpoint) = a.data_dir.daemon()? {
+        let v = block_on(endpoint.call("blocks_cat", json!({"cid": a.cid.to_string()})))?;
+        let data = from_b64(v["data"].as_str().unwrap_or_default())?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&data)?;
+        return Ok(out.flush()?);
+    }
     let (_db, store) = a.data_dir.open_blocks()?;
     files::cat(&store, a.cid, &mut std::io::stdout().lock())?;
     Ok(())
 }
 
+pub fn stat(a: StatArgs) -> anyhow::Result<()> {
+    if let Some(endpoint) = a.data_dir.daemon()? {
+        let v = block_on(endpoint.call("blocks_stat", json!({"cid": a.cid.to_string()})))?;
+        return Ok(super::out(v)?);
+    }
+    let (_db, store) = a.data_dir.open_blocks()?;
+    Ok(super::out(serde_json::to_string(&store.stat(&a.cid)?)?)?)
+}
+
 pub fn run_blocks(cmd: BlocksCommand) -> anyhow::Result<()> {
     match cmd {
-        BlocksCommand::Stat { data_dir, cid } => {
-            let (_db, store) = data_dir.open_blocks()?;
-            Ok(super::out(serde_json::to_string(&store.stat(&cid)?)?)?)
-        }
+        BlocksCommand::Stat(a) => stat(a),
     }
 }
 
@@ -135,6 +185,9 @@ pub fn run_car(cmd: CarCommand) -> anyhow::Result<()> {
 }
 
 pub fn gc(a: GcArgs) -> anyhow::Result<()> {
+    if let Some(endpoint) = a.data_dir.daemon()? {
+        return Ok(super::out(block_on(endpoint.call("blocks_gc", json!({})))?)?);
+    }
     let (_db, store) = a.data_dir.open_blocks()?;
     Ok(super::out(serde_json::to_string(&store.gc()?)?)?)
 }

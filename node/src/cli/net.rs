@@ -57,27 +57,6 @@ fn data_dir(arg: &DataDirArg) -> DataDir {
     DataDir::new(arg.data_dir.clone().unwrap_or_else(DataDir::default_path))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn start(
     dir: &DataDir,
     listen: Vec<Multiaddr>,
@@ -105,12 +84,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             super::out(addr)?;
         }
         eprintln!("serving the block store of {}; Ctrl-C to stop", data_dir(&a.data_dir).root().display());
-        shutdown_signal().await;
+        crate::daemon::shutdown_signal().await;
         stop(node, cancel).await
     })
 }
 
 pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
+    if let Some(endpoint) = a.data_dir.daemon()? {
+        return runtime()?.block_on(fetch_via_daemon(endpoint, &a));
+    }
     runtime()?.block_on(async {
         let dir = data_dir(&a.data_dir);
         let (node, cancel) = start(&dir, a.listen, a.bootstrap).await?;
@@ -120,7 +102,7 @@ pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let result = tokio::select! {
             r = node.fetch(a.cid, &a.peer, tx) => r,
-            _ = shutdown_signal() => {
+            _ = crate::daemon::shutdown_signal() => {
                 stop(node, cancel).await?;
                 anyhow::bail!("interrupted; blocks fetched so far are kept and a new fetch resumes");
             }
@@ -158,6 +140,51 @@ pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
         ))?;
         stop(node, cancel).await
     })
+}
+
+/// `blocks_fetch` on the daemon; a progress bar fed by its `blocks.fetchProgress` signals.
+async fn fetch_via_daemon(endpoint: crate::rpc::client::Endpoint, a: &FetchArgs) -> anyhow::Result<()> {
+    let cid = a.cid.to_string();
+    let bar = std::io::stderr().is_terminal().then(progress_bar);
+    let watcher = bar.clone().map(|bar| {
+        let (endpoint, cid) = (endpoint.clone(), cid.clone());
+        tokio::spawn(async move {
+            let _ = endpoint
+                .signals(|s| {
+                    if s["type"] == crate::signals::names::FETCH_PROGRESS && s["event"]["cid"] == cid.as_str()
+                    {
+                        if let Some(t) = s["event"]["totalBytes"].as_u64() {
+                            bar.set_length(t);
+                        }
+                        bar.set_position(s["event"]["bytes"].as_u64().unwrap_or(0));
+                    }
+                    true
+                })
+                .await;
+        })
+    });
+    let started = Instant::now();
+    let peers: Vec<String> = a.peer.iter().map(|p| p.to_string()).collect();
+    let result = endpoint.call("blocks_fetch", serde_json::json!({"cid": cid, "peers": peers})).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let stats = result?;
+    if let Some(out) = &a.out {
+        let v = endpoint.call("blocks_cat", serde_json::json!({"cid": cid})).await?;
+        let data = crate::json::from_b64(v["data"].as_str().unwrap_or_default())?;
+        write_atomic(out, &data).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    let bytes = stats["bytes_fetched"].as_u64().unwrap_or(0);
+    super::out(format!(
+        "fetched {cid}: {bytes} bytes in {} blocks ({} already local) in {secs:.2} s, {:.1} MB/s (by the daemon)",
+        stats["blocks_fetched"], stats["blocks_local"], bytes as f64 / secs / 1e6
+    ))?;
+    Ok(())
 }
 
 fn progress_bar() -> indicatif::ProgressBar {

@@ -1,0 +1,160 @@
+//! `archive-node daemon`: the long-running node with its RPC API.
+//!
+//! Start: load the config (file, then flag overrides), open the data dir (a second instance on
+//! the same data dir is refused by the database lock), start the node, write the RPC token
+//! (created once, mode 0600) and, for port 0, `rpc.port`; print the RPC URL and multiaddrs.
+//! Stop (SIGINT/SIGTERM): stop accepting RPC, cancel the node's tasks, flush the stores, remove
+//! `rpc.port`. A panic in any task is logged and stops the node.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::data_dir::{write_atomic, DataDir};
+use crate::network::{self, Multiaddr};
+use crate::node::{self, Node};
+use crate::rpc::{self, auth::Token};
+use crate::signals::{names, Signals};
+
+/// Command-line overrides of the config file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Vec<Multiaddr>,
+    pub rpc_port: Option<u16>,
+    pub bootstrap: Vec<Multiaddr>,
+}
+
+/// Applies the overrides.
+pub fn merge(mut config: Config, o: Overrides) -> Config {
+    if o.data_dir.is_some() {
+        config.node.data_dir = o.data_dir;
+    }
+    if !o.listen.is_empty() {
+        config.network.listen = o.listen;
+    }
+    if let Some(p) = o.rpc_port {
+        config.rpc.port = p;
+    }
+    if !o.bootstrap.is_empty() {
+        config.network.bootstrap = o.bootstrap;
+    }
+    config
+}
+
+/// Grace given to RPC calls in progress at shutdown.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the daemon until SIGINT/SIGTERM or a task panics.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let dir = DataDir::new(config.node.data_dir.clone().unwrap_or_else(DataDir::default_path));
+    let cancel = CancellationToken::new();
+    let node_config = node::Config { network: config.network.clone(), store: config.store.clone() };
+    let node = Node::start(&dir, node_config, cancel.clone()).await.map_err(|e| match e {
+        node::Error::Db(crate::db::Error::Locked { .. }) => {
+            anyhow::anyhow!("another archive-node already runs on data dir {}", dir.root().display())
+        }
+        other => other.into(),
+    })?;
+    let signals = Signals::default();
+    tokio::spawn(forward_network_signals(node.network.clone(), signals.clone(), cancel.clone()));
+
+    let token = rpc::auth::load_or_create_token(&dir.rpc_token())
+        .with_context(|| format!("cannot write {}", dir.rpc_token().display()))?;
+    let started = Instant::now();
+    let metrics = {
+        let node = node.clone();
+        std::sync::Arc::new(move || metrics_text(&node, started)) as rpc::auth::MetricsFn
+    };
+    let ctx = rpc::methods::Ctx {
+        node: node.clone(),
+        signals,
+        max_cat_bytes: u64::from(config.rpc.max_response_bytes) / 4 * 3 - 1024,
+    };
+    let server = rpc::server::start(&config.rpc, ctx, Token::new(token), metrics).await?;
+    write_atomic(&dir.rpc_port(), server.addr.port().to_string().as_bytes())
+        .with_context(|| format!("cannot write {}", dir.rpc_port().display()))?;
+
+    println!("rpc http://{}", server.addr);
+    for addr in node.network.listen_addrs().await? {
+        println!("listening {addr}");
+    }
+    tracing::info!(data_dir = %dir.root().display(), "daemon started");
+
+    let panicked = watch_panics(cancel.clone());
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = panicked => tracing::error!("a task panicked: shutting down"),
+    }
+    // Stop accepting, let calls in flight finish, then stop the node and flush.
+    let _ = server.handle.stop();
+    let _ = tokio::time::timeout(GRACE, server.handle.stopped()).await;
+    cancel.cancel();
+    let _ = std::fs::remove_file(dir.rpc_port());
+    tokio::task::spawn_blocking(move || node.flush()).await??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves when a panic hook fired (the hook cancels the node with a logged reason).
+async fn watch_panics(cancel: CancellationToken) {
+    let token = cancel.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(%info, "panic");
+        previous(info);
+        token.cancel();
+    }));
+    cancel.cancelled().await;
+}
+
+async fn forward_network_signals(net: network::Client, signals: Signals, cancel: CancellationToken) {
+    let mut rx = net.subscribe();
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(network::Event::PeerConnected(p)) => signals.emit(names::PEER_CONNECTED, serde_json::json!({"peerId": p.to_string()})),
+                Ok(network::Event::PeerDisconnected(p)) => signals.emit(names::PEER_DISCONNECTED, serde_json::json!({"peerId": p.to_string()})),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+fn metrics_text(node: &Node, started: Instant) -> String {
+    format!(
+        "# HELP archive_node_uptime_seconds Seconds since the daemon started.\n\
+         # TYPE archive_node_uptime_seconds gauge\narchive_node_uptime_seconds {}\n\
+         # HELP archive_node_block_store_bytes Bytes of blocks stored.\n\
+         # TYPE archive_node_block_store_bytes gauge\narchive_node_block_store_bytes {}\n",
+        started.elapsed().as_secs(),
+        node.blocks.used_bytes(),
+    )
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,277 @@
+//! The JSON-RPC methods.
+//!
+//! Conventions: parameters by name (one object) or by position; bytes are standard base64; CIDs
+//! are strings; times are unix seconds. Invalid parameters get -32602 with a message naming the
+//! field.
+
+use std::sync::Arc;
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule, SubscriptionMessage};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::bitswap::Progress;
+use crate::blocks::cid::Cid;
+use crate::blocks::unixfs::{Layout, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINKS};
+use crate::blocks::{files, store};
+use crate::json::{b64, from_b64};
+use crate::network::Multiaddr;
+use crate::node::Node;
+use crate::signals::{names, Signals};
+
+/// JSON-RPC error codes.
+pub mod codes {
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// A well-formed request the node could not carry out.
+    pub const FAILED: i32 = -32000;
+    /// The answer would be larger than the RPC limit.
+    pub const TOO_LARGE: i32 = -32001;
+}
+
+/// What every method sees.
+pub struct Ctx {
+    pub node: Node,
+    pub signals: Signals,
+    /// Largest file `blocks_cat` returns inline.
+    pub max_cat_bytes: u64,
+}
+
+fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(codes::INVALID_PARAMS, msg.into(), None::<()>)
+}
+
+fn failed(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(codes::FAILED, e.to_string(), None::<()>)
+}
+
+/// Parses the parameters (named or positional) into `T`; errors name the field.
+fn parse<T: DeserializeOwned>(p: &Params) -> Result<T, ErrorObjectOwned> {
+    let raw = p.as_str().unwrap_or("{}");
+    serde_json::from_str(raw).map_err(|e| invalid(format!("invalid params: {e}")))
+}
+
+fn cid(field: &str, s: &str) -> Result<Cid, ErrorObjectOwned> {
+    s.parse().map_err(|e| invalid(format!("invalid params: {field}: not a CID ({e})")))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
+) -> Result<T, ErrorObjectOwned> {
+    tokio::task::spawn_blocking(f).await.map_err(failed)?
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectParams {
+    multiaddr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AddParams {
+    data: String,
+    chunk_size: Option<usize>,
+    max_links: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AddPathParams {
+    path: String,
+    chunk_size: Option<usize>,
+    max_links: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CidParams {
+    cid: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchParams {
+    cid: String,
+    #[serde(default)]
+    peers: Vec<String>,
+}
+
+fn layout(chunk_size: Option<usize>, max_links: Option<usize>) -> Result<Layout, ErrorObjectOwned> {
+    let l = Layout {
+        chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+        max_links: max_links.unwrap_or(DEFAULT_MAX_LINKS),
+    };
+    l.validate().map_err(|e| invalid(format!("invalid params: {e}")))?;
+    Ok(l)
+}
+
+fn added(imported: crate::blocks::unixfs::Imported) -> Value {
+    json!({"cid": imported.root.to_string(), "size": imported.size, "blocks": imported.blocks})
+}
+
+/// Builds the module with every method.
+pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
+    let mut m = RpcModule::new(ctx);
+
+    m.register_async_method("node_info", |_p, ctx, _| async move {
+        let addrs = ctx.node.network.listen_addrs().await.map_err(failed)?;
+        RpcResult::Ok(json!({
+            "peerId": ctx.node.network.local_peer_id().to_string(),
+            "listenAddrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }))
+    })?;
+
+    m.register_async_method("node_connect", |p, ctx, _| async move {
+        let params: ConnectParams = parse(&p)?;
+        let addr: Multiaddr =
+            params.multiaddr.parse().map_err(|e| invalid(format!("invalid params: multiaddr: {e}")))?;
+        let peer = ctx.node.network.dial(addr).await.map_err(failed)?;
+        RpcResult::Ok(json!({"peerId": peer.to_string()}))
+    })?;
+
+    m.register_async_method("node_peers", |_p, ctx, _| async move {
+        let peers = ctx.node.network.peers().await.map_err(failed)?;
+        RpcResult::Ok(json!(peers.into_iter().map(|p| json!({"peerId": p.peer_id})).collect::<Vec<_>>()))
+    })?;
+
+    m.register_async_method("blocks_add", |p, ctx, _| async move {
+        let params: AddParams = parse(&p)?;
+        let data =
+            from_b64(&params.data).map_err(|e| invalid(format!("invalid params: data: not base64 ({e})")))?;
+        let l = layout(params.chunk_size, params.max_links)?;
+        let store = ctx.node.blocks.clone();
+        let imported = blocking(move || files::add(&store, &mut &data[..], l).map_err(failed)).await?;
+        RpcResult::Ok(added(imported))
+    })?;
+
+    m.register_async_method("blocks_addPath", |p, ctx, _| async move {
+        let params: AddPathParams = parse(&p)?;
+        let l = layout(params.chunk_size, params.max_links)?;
+        let store = ctx.node.blocks.clone();
+        let imported = blocking(move || {
+            let mut f = std::fs::File::open(&params.path)
+                .map_err(|e| invalid(format!("invalid params: path: cannot open {}: {e}", params.path)))?;
+            files::add(&store, &mut f, l).map_err(failed)
+        })
+        .await?;
+        RpcResult::Ok(added(imported))
+    })?;
+
+    m.register_async_method("blocks_cat", |p, ctx, _| async move {
+        let params: CidParams = parse(&p)?;
+        let root = cid("cid", &params.cid)?;
+        let (store, max) = (ctx.node.blocks.clone(), ctx.max_cat_bytes);
+        let data = blocking(move || {
+            let size = store.stat(&root).map_err(failed)?.size;
+            match size {
+                None => return Err(failed(format!("{root} is not in the block store"))),
+                Some(s) if s > max => {
+                    return Err(ErrorObjectOwned::owned(
+                        codes::TOO_LARGE,
+                        format!("{root} is {s} bytes, over the {max}-byte limit of blocks_cat; read it with `archive-node cat`"),
+                        None::<()>,
+                    ))
+                }
+                Some(_) => {}
+            }
+            let mut out = Vec::new();
+            files::cat(&store, root, &mut out).map_err(failed)?;
+            Ok(out)
+        })
+        .await?;
+        RpcResult::Ok(json!({"data": b64(&data)}))
+    })?;
+
+    m.register_async_method("blocks_fetch", |p, ctx, _| async move {
+        let params: FetchParams = parse(&p)?;
+        let root = cid("cid", &params.cid)?;
+        let peers = params
+            .peers
+            .iter()
+            .map(|a| a.parse::<Multiaddr>().map_err(|e| invalid(format!("invalid params: peers: {a}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        fetch_with_signals(&ctx, root, &peers).await
+    })?;
+
+    m.register_async_method("blocks_stat", |p, ctx, _| async move {
+        let params: CidParams = parse(&p)?;
+        let root = cid("cid", &params.cid)?;
+        let store = ctx.node.blocks.clone();
+        let stat: store::Stat = blocking(move || store.stat(&root).map_err(failed)).await?;
+        serde_json::to_value(stat).map_err(failed)
+    })?;
+
+    m.register_async_method("blocks_gc", |_p, ctx, _| async move {
+        let store = ctx.node.blocks.clone();
+        let report = blocking(move || store.gc().map_err(failed)).await?;
+        serde_json::to_value(report).map_err(failed)
+    })?;
+
+    m.register_subscription("subscribe_signals", "signal", "unsubscribe_signals", signals_subscription)?;
+    Ok(m)
+}
+
+async fn signals_subscription(
+    _p: Params<'static>,
+    pending: PendingSubscriptionSink,
+    ctx: Arc<Ctx>,
+    _ext: Extensions,
+) -> SubscriptionResult {
+    let mut rx = ctx.signals.subscribe();
+    let sink = pending.accept().await?;
+    loop {
+        tokio::select! {
+            s = rx.recv() => match s {
+                Ok(signal) => {
+                    let raw = serde_json::value::to_raw_value(&signal)?;
+                    sink.send(SubscriptionMessage::from(raw)).await?;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(n, "a signal subscriber fell behind; signals dropped");
+                }
+                Err(_) => return Ok(()),
+            },
+            _ = sink.closed() => return Ok(()),
+        }
+    }
+}
+
+/// Fetches with progress signals; returns the stats.
+async fn fetch_with_signals(ctx: &Ctx, root: Cid, peers: &[Multiaddr]) -> Result<Value, ErrorObjectOwned> {
+    let (tx, mut rx) = watch::channel(Progress::default());
+    let signals = ctx.signals.clone();
+    let cid_s = root.to_string();
+    signals.emit(names::FETCH_STARTED, json!({"cid": cid_s}));
+    let progress = {
+        let (signals, cid_s) = (signals.clone(), cid_s.clone());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let p = rx.borrow().clone();
+                signals.emit(
+                    names::FETCH_PROGRESS,
+                    json!({"cid": cid_s, "blocks": p.blocks, "bytes": p.bytes, "totalBytes": p.total_bytes}),
+                );
+                // At most a few progress signals a second.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let result = ctx.node.fetch(root, peers, tx).await;
+    progress.abort();
+    match result {
+        Ok(stats) => {
+            let v = serde_json::to_value(&stats).map_err(failed)?;
+            signals.emit(names::FETCH_COMPLETED, json!({"cid": cid_s, "stats": v}));
+            Ok(v)
+        }
+        Err(e) => {
+            signals.emit(names::FETCH_FAILED, json!({"cid": cid_s, "error": e.to_string()}));
+            Err(failed(e))
+        }
+    }
+}

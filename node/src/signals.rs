@@ -1,0 +1,50 @@
+//! Signals: named events streamed to RPC subscribers, like status-go's signals
+//! (`{"type": "...", "event": {...}}`).
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Signals buffered per subscriber; a subscriber further behind loses the oldest.
+const SIGNAL_QUEUE: usize = 1024;
+
+/// Signal names, in one place.
+pub mod names {
+    pub const PEER_CONNECTED: &str = "node.peerConnected";
+    pub const PEER_DISCONNECTED: &str = "node.peerDisconnected";
+    pub const FETCH_STARTED: &str = "blocks.fetchStarted";
+    pub const FETCH_PROGRESS: &str = "blocks.fetchProgress";
+    pub const FETCH_COMPLETED: &str = "blocks.fetchCompleted";
+    pub const FETCH_FAILED: &str = "blocks.fetchFailed";
+}
+
+/// One signal.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Signal {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub event: serde_json::Value,
+}
+
+/// The signal bus; cheap to clone.
+#[derive(Clone)]
+pub struct Signals {
+    tx: broadcast::Sender<Signal>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self { tx: broadcast::channel(SIGNAL_QUEUE).0 }
+    }
+}
+
+impl Signals {
+    /// Emits a signal (dropped when nobody listens).
+    pub fn emit(&self, kind: &'static str, event: serde_json::Value) {
+        let _ = self.tx.send(Signal { kind, event });
+    }
+
+    /// Subscribes to every signal from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Signal> {
+        self.tx.subscribe()
+    }
+}
