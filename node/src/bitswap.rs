@@ -16,9 +16,8 @@ mod server;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
-use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use client::{FetchStats, Progress};
@@ -57,8 +56,14 @@ pub struct Bitswap {
 }
 
 impl Bitswap {
-    /// Starts accepting Bitswap streams; stops when `cancel` fires.
-    pub fn start(mut control: libp2p_stream::Control, store: BlockStore, cancel: CancellationToken) -> Self {
+    /// Starts reading the Bitswap streams peers open (`incoming`) and opening ours with
+    /// `control`; stops when `cancel` fires.
+    pub fn start(
+        control: libp2p_stream::Control,
+        incoming: mpsc::Receiver<(PeerId, libp2p::Stream)>,
+        store: BlockStore,
+        cancel: CancellationToken,
+    ) -> Self {
         let outboxes = outbox::Outboxes::new(control.clone(), cancel.clone());
         let (events, _) = broadcast::channel(256);
         let bs = Self {
@@ -70,14 +75,7 @@ impl Bitswap {
             inbound: Arc::new(Semaphore::new(MAX_INBOUND_STREAMS)),
             per_peer: Arc::default(),
         };
-        for protocol in PROTOCOLS {
-            match control.accept(protocol.clone()) {
-                Ok(incoming) => {
-                    tokio::spawn(bs.clone().accept_loop(incoming, cancel.clone()));
-                }
-                Err(e) => tracing::error!(%protocol, error = %e, "cannot accept bitswap streams"),
-            }
-        }
+        tokio::spawn(bs.clone().accept_loop(incoming, cancel));
         bs
     }
 
@@ -114,10 +112,14 @@ impl Bitswap {
         Ok(stats)
     }
 
-    async fn accept_loop(self, mut incoming: libp2p_stream::IncomingStreams, cancel: CancellationToken) {
+    async fn accept_loop(
+        self,
+        mut incoming: mpsc::Receiver<(PeerId, libp2p::Stream)>,
+        cancel: CancellationToken,
+    ) {
         loop {
             let (peer, stream) = tokio::select! {
-                s = incoming.next() => match s { Some(s) => s, None => break },
+                s = incoming.recv() => match s { Some(s) => s, None => break },
                 _ = cancel.cancelled() => break,
             };
             let Some(permit) = self.admit(peer) else {

@@ -10,6 +10,7 @@ mod behaviour;
 mod command;
 mod config;
 mod event_loop;
+pub mod inbound;
 pub mod keys;
 
 pub use command::{Client, PeerInfo};

@@ -66,8 +66,9 @@ impl Node {
             .map_err(|e| Error::Join(e.to_string()))??
         };
         let key = network::keys::load_or_create(&dir.node_key())?;
-        let started = network::start(key, config.network, cancel.child_token()).await?;
-        let bitswap = Bitswap::start(started.streams, blocks.clone(), cancel.child_token());
+        let started =
+            network::start(key, config.network, bitswap::PROTOCOLS.to_vec(), cancel.child_token()).await?;
+        let bitswap = Bitswap::start(started.streams, started.incoming, blocks.clone(), cancel.child_token());
         let node = Node { db, blocks, network: started.client, bitswap, cancel };
         tokio::spawn(node.clone().wire_events());
         tokio::spawn(node.clone().reprovide_loop());

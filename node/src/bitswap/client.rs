@@ -28,6 +28,8 @@ const WINDOW_PER_PEER: usize = 24;
 const FLUSH_BYTES: usize = 16 * 1024 * 1024;
 /// A want unanswered this long goes to another peer.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Times a want may time out at one peer when no other peer can be asked.
+const MAX_TIMEOUTS: u32 = 3;
 /// Events buffered per session (each may hold a block of up to 2 MiB).
 const SESSION_QUEUE: usize = 16;
 
@@ -209,6 +211,7 @@ pub(super) async fn fetch(
         known: HashSet::new(),
         tried: HashMap::new(),
         asked: HashMap::new(),
+        timeouts: HashMap::new(),
         peers: peers.clone(),
         bad: Vec::new(),
         pending: Vec::new(),
@@ -290,6 +293,8 @@ struct Session {
     tried: HashMap<Cid, HashSet<PeerId>>,
     /// Every CID asked of each peer (to tell a late block from a wrong one).
     asked: HashMap<PeerId, HashSet<Cid>>,
+    /// Timeouts per CID.
+    timeouts: HashMap<Cid, u32>,
     peers: Vec<PeerId>,
     bad: Vec<PeerId>,
     /// Received, not yet stored.
@@ -465,7 +470,15 @@ impl Session {
         for (c, p) in expired {
             tracing::debug!(cid = %c, peer = %p, "want timed out");
             guard.in_flight.remove(&c);
-            self.tried.entry(c).or_default().insert(p);
+            let n = self.timeouts.entry(c).or_default();
+            *n += 1;
+            let tried = self.tried.get(&c);
+            let elsewhere = self.peers.iter().any(|q| *q != p && tried.is_none_or(|t| !t.contains(q)));
+            // Another peer may have it: move the want. Else ask the same peer again (a peer may
+            // lose an answer, e.g. on a reset stream, and never send it again by itself).
+            if elsewhere || *n >= MAX_TIMEOUTS {
+                self.tried.entry(c).or_default().insert(p);
+            }
             self.queue.push_front(c);
         }
     }

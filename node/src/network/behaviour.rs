@@ -18,10 +18,15 @@ pub(super) struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub stream: libp2p_stream::Behaviour,
+    pub inbound: super::inbound::Behaviour,
 }
 
 impl Behaviour {
-    pub fn new(key: &identity::Keypair, config: &Config) -> Result<Self, Error> {
+    pub fn new(
+        key: &identity::Keypair,
+        config: &Config,
+        inbound_protocols: Vec<StreamProtocol>,
+    ) -> Result<(Self, tokio::sync::mpsc::Receiver<super::inbound::Incoming>), Error> {
         let peer = key.public().to_peer_id();
         let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())
             .map_err(|e| Error::Setup(format!("kad protocol {:?}: {e}", config.kad_protocol)))?;
@@ -33,7 +38,8 @@ impl Behaviour {
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(config.max_connections_per_peer));
-        Ok(Self {
+        let (inbound, incoming) = super::inbound::Behaviour::new(inbound_protocols);
+        let behaviour = Self {
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(
                 identify::Config::new(PROTOCOL_VERSION.to_string(), key.public())
@@ -42,6 +48,8 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             kad,
             stream: libp2p_stream::Behaviour::new(),
-        })
+            inbound,
+        };
+        Ok((behaviour, incoming))
     }
 }

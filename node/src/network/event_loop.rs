@@ -34,8 +34,10 @@ fn yamux_config() -> yamux::Config {
 /// A started network.
 pub struct Started {
     pub client: Client,
-    /// Opens and accepts protocol streams (Bitswap) outside the swarm task.
+    /// Opens protocol streams (Bitswap) outside the swarm task.
     pub streams: libp2p_stream::Control,
+    /// Streams peers opened to us on the `inbound_protocols` given to [`start`].
+    pub incoming: tokio::sync::mpsc::Receiver<super::inbound::Incoming>,
     /// The swarm task; ends when `cancel` fires or every client is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -44,10 +46,11 @@ pub struct Started {
 pub async fn start(
     key: identity::Keypair,
     config: Config,
+    inbound_protocols: Vec<libp2p::StreamProtocol>,
     cancel: CancellationToken,
 ) -> Result<Started, Error> {
     let local = key.public().to_peer_id();
-    let behaviour = Behaviour::new(&key, &config)?;
+    let (behaviour, incoming) = Behaviour::new(&key, &config, inbound_protocols)?;
     let builder = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
@@ -96,7 +99,7 @@ pub async fn start(
         }
     }
     let task = tokio::spawn(lp.run(cancel));
-    Ok(Started { client, streams, task })
+    Ok(Started { client, streams, incoming, task })
 }
 
 type ProvidersReply = oneshot::Sender<Result<Vec<PeerId>, Error>>;
