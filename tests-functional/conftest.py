@@ -32,3 +32,20 @@ def archive_pb2(tmp_path_factory):
     assert rc == 0, "protoc failed"
     sys.path.insert(0, str(out))
     return importlib.import_module("archive_pb2")
+
+
+@pytest.fixture
+def daemons(node_bin, tmp_path):
+    """Starts daemons on demand (`daemons()` -> Daemon) and stops them all at the end."""
+    from clients.daemon import Daemon
+
+    started = []
+
+    def start(data_dir=None):
+        d = Daemon(node_bin, data_dir or tmp_path / f"node{len(started)}")
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.terminate()

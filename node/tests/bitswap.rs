@@ -231,3 +231,11 @@ async fn a_provider_found_on_the_dht_serves_the_fetch() {
     let provider_id = provider.node.network.local_peer_id().to_string();
     assert!(peers.iter().any(|p| p.peer_id == provider_id), "dialled the provider found on the DHT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialing_a_connected_peer_returns_it() {
+    let (a, b) = (start().await, start().await);
+    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let first = b.node.network.dial(addr.clone()).await.unwrap();
+    assert_eq!(b.node.network.dial(addr).await.unwrap(), first);
+}

@@ -140,12 +140,15 @@ impl EventLoop {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Dial { addr, reply } => {
-                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
                 let opts = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) if self.swarm.is_connected(&peer) => {
+                        let _ = reply.send(Ok(peer));
+                        return;
+                    }
                     Some(Protocol::P2p(peer)) => {
                         DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build()
                     }
-                    _ => opts,
+                    _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
                 };
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {

@@ -1,0 +1,35 @@
+"""A real `archive-node daemon` process on 127.0.0.1 with an ephemeral RPC port."""
+
+import pathlib
+import signal
+import subprocess
+
+from clients.node_proc import LOGS, Proc
+from clients.rpc import RpcClient
+
+
+class Daemon(Proc):
+    def __init__(self, binary: str, data_dir: pathlib.Path, extra=()):
+        self.binary = binary
+        self.data_dir = pathlib.Path(data_dir)
+        super().__init__([binary, "daemon", "--data-dir", str(self.data_dir), "--rpc-port", "0", *extra], "daemon")
+        # The daemon prints its RPC URL, then one line per listen address, once it serves.
+        first = self.first_line()
+        assert first.startswith("rpc "), first
+        self.url = first.split(" ", 1)[1]
+        self.addrs = [self.first_line().split(" ", 1)[1]]
+        self.token = (self.data_dir / "rpc.token").read_text().strip()
+        self.rpc = RpcClient(self.url, self.token)
+
+    @property
+    def addr(self) -> str:
+        return self.addrs[0]
+
+    def cli(self, *args, check=True, **kw) -> subprocess.CompletedProcess:
+        proc = subprocess.run([self.binary, *args, "--data-dir", str(self.data_dir)], capture_output=True, text=True, timeout=300, **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"archive-node {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def terminate(self) -> int:
+        return self.stop(signal.SIGTERM)
