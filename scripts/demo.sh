@@ -1,47 +1,59 @@
 #!/usr/bin/env bash
-# A local demo of archive-node, offline, in a temp dir: a community key and two authors, three
-# weeks of signed messages imported into the message store, weekly history archives in
-# status-go's wire format stored as IPFS blocks, a second run that finds nothing new, and the
-# archives' CIDs, a CAR export and a verified read back.
+# A local two-node demo of archive-node on loopback: builds, starts two daemons with temp data
+# dirs, adds a file on one through the CLI, fetches it on the other over Bitswap through the CLI,
+# checks the bytes, shows the RPC API and the signal stream, and stops both daemons cleanly.
+# (scripts/demo-archives.sh shows the offline archive builder.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --quiet -p archive-node --bin archive-node
 bin="$(pwd)/target/debug/archive-node"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
-say "1. Keys: a community (its id is the public key) and two authors"
-community=$("$bin" keygen | sed -n 's/^public: //p')
-alice=$("$bin" keygen | sed -n 's/^secret: //p')
-bob=$("$bin" keygen | sed -n 's/^secret: //p')
-echo "community $community"
+start_daemon() {
+  local name=$1
+  "$bin" daemon --data-dir "$work/$name" --rpc-port 0 > "$work/$name.out" 2> "$work/$name.log" &
+  pids+=($!)
+  # The daemon prints its RPC URL and then its listen address once it serves.
+  for _ in $(seq 1 300); do
+    [ "$(wc -l < "$work/$name.out")" -ge 2 ] && break
+    sleep 0.1
+  done
+  sed 's/^/  /' "$work/$name.out"
+}
 
-say "2. Three weeks of messages, one every 6 hours, on two topics"
-start=$(( $(date +%s) - 21 * 86400 ))
-for i in $(seq 0 83); do
-  author=$alice; topic=general
-  if [ $((i % 3)) -eq 0 ]; then author=$bob; topic=random; fi
-  payload=$(printf 'message %d from the demo' "$i" | base64 -w0)
-  printf '{"topic":"%s","timestamp":%d,"payload":"%s","author_key":"%s"}\n' \
-    "$topic" $((start + i * 21600)) "$payload" "$author"
-done > "$work/messages.jsonl"
-"$bin" store import --data-dir "$work/node" --community "$community" "$work/messages.jsonl"
+say "1. Two daemons on 127.0.0.1 (RPC on a free port, token in <data-dir>/rpc.token)"
+echo "alice:"; start_daemon alice
+echo "bob:";   start_daemon bob
+alice_addr=$(sed -n 's/^listening //p' "$work/alice.out" | head -1)
 
-say "3. Build weekly archives (one JSON line per archive, then a summary)"
-"$bin" archive build --data-dir "$work/node" --community "$community" --out "$work/archives" | tee "$work/build.jsonl"
-ls -l "$work/archives"
+say "2. Bob streams his signals (archive-node signals) in the background"
+"$bin" signals --data-dir "$work/bob" > "$work/bob.signals" &
+pids+=($!)
 
-say "4. The cumulative index"
-"$bin" archive inspect "$work/archives/index.bin"
+say "3. Alice adds 20 MiB of random bytes (archive-node add, through her daemon)"
+head -c $((20 * 1024 * 1024)) /dev/urandom > "$work/file.bin"
+cid=$("$bin" add --data-dir "$work/alice" "$work/file.bin")
+echo "CID $cid"
+"$bin" stat --data-dir "$work/alice" "$cid"
 
-say "5. A second run: no new messages, no new archive"
-"$bin" archive build --data-dir "$work/node" --community "$community" --out "$work/archives"
+say "4. Bob fetches it from Alice over Bitswap (archive-node fetch, through his daemon)"
+"$bin" fetch "$cid" --data-dir "$work/bob" --peer "$alice_addr" -o "$work/fetched.bin"
+cmp "$work/file.bin" "$work/fetched.bin" && echo "the bytes Bob fetched equal Alice's file"
 
-say "6. Archives are content-addressed blocks: the CID any IPFS node computes for the same bytes"
-index_cid=$(sed -n 's/.*"index_cid":"\([^"]*\)".*/\1/p' "$work/build.jsonl")
-echo "index CID (from the store):       $index_cid"
-echo "index CID (add --only-hash file): $("$bin" add --only-hash "$work/archives/index.bin")"
-"$bin" blocks stat --data-dir "$work/node" "$index_cid"
-"$bin" car export --data-dir "$work/node" "$index_cid" -o "$work/index.car"
-"$bin" cat --data-dir "$work/node" "$index_cid" | cmp - "$work/archives/index.bin" && echo "cat of the index equals index.bin"
+say "5. Bob's peers and node info over JSON-RPC (archive-node peers / info)"
+"$bin" peers --data-dir "$work/bob"
+"$bin" info --data-dir "$work/bob"
+
+say "6. The signals Bob's daemon streamed (JSON lines)"
+sleep 0.5
+head -c 1500 "$work/bob.signals"; echo
+
+say "7. Stop both daemons (SIGTERM: stop RPC, cancel, flush)"

@@ -173,12 +173,12 @@ async fn fetch_via_daemon(endpoint: crate::rpc::client::Endpoint, a: &FetchArgs)
         bar.finish_and_clear();
     }
     let stats = result?;
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
     if let Some(out) = &a.out {
         let v = endpoint.call("blocks_cat", serde_json::json!({"cid": cid})).await?;
         let data = crate::json::from_b64(v["data"].as_str().unwrap_or_default())?;
         write_atomic(out, &data).with_context(|| format!("cannot write {}", out.display()))?;
     }
-    let secs = started.elapsed().as_secs_f64().max(1e-6);
     let bytes = stats["bytes_fetched"].as_u64().unwrap_or(0);
     super::out(format!(
         "fetched {cid}: {bytes} bytes in {} blocks ({} already local) in {secs:.2} s, {:.1} MB/s (by the daemon)",
