@@ -37,6 +37,7 @@ import { createHeliaLight } from 'helia'
 import { importFile } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
+import { xorshift32Bytes } from './prng.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const outPath = resolve(process.argv[2] ?? join(here, '../../node/tests/data/unixfs_vectors.json'))
@@ -60,19 +61,6 @@ const VECTORS = [
   { name: 'c256_l4_2levels', seed: 8, size: 256 * 3 + 1, chunk_size: 256, max_links: 4 },
   { name: 'c1000_l3', seed: 9, size: 10000, chunk_size: 1000, max_links: 3 }
 ]
-
-export function xorshift32Bytes (seed, size) {
-  if ((seed >>> 0) === 0) throw new Error('xorshift32 seed must be non-zero')
-  const out = new Uint8Array(size)
-  let x = seed >>> 0
-  for (let i = 0; i < size; i++) {
-    x = (x ^ (x << 13)) >>> 0
-    x = (x ^ (x >>> 17)) >>> 0
-    x = (x ^ (x << 5)) >>> 0
-    out[i] = x & 0xff
-  }
-  return out
-}
 
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex')
 const hex = (bytes) => Buffer.from(bytes).toString('hex')

@@ -42,6 +42,7 @@ import { MemoryBlockstore } from 'blockstore-core'
 import { createHeliaLight } from 'helia'
 import { createLibp2p } from 'libp2p'
 import { CID } from 'multiformats/cid'
+import { xorshift32Bytes } from './prng.mjs'
 
 const BITSWAP_PREFIX = '/ipfs/bitswap/'
 const DEBUG = process.env.DEBUG_BITSWAP != null && process.env.DEBUG_BITSWAP !== '' && process.env.DEBUG_BITSWAP !== '0'
@@ -50,20 +51,6 @@ function usage () {
   return 'usage:\n' +
     '  helia-peer.mjs serve [--size N --seed S | FILE]\n' +
     '  helia-peer.mjs fetch CID MULTIADDR [--out FILE] [--timeout-ms T] [--wait-peer-protocols]'
-}
-
-// xorshift32, state advanced before each byte (same as cid-vectors.mjs).
-function xorshiftBytes (size, seed) {
-  const out = new Uint8Array(size)
-  let x = seed >>> 0
-  if (x === 0) throw new Error('--seed must be a non-zero 32-bit value')
-  for (let i = 0; i < size; i++) {
-    x = (x ^ (x << 13)) >>> 0
-    x = (x ^ (x >>> 17)) >>> 0
-    x = (x ^ (x << 5)) >>> 0
-    out[i] = x & 0xff
-  }
-  return out
 }
 
 /**
@@ -126,7 +113,7 @@ async function serve (args) {
     bytes = new Uint8Array(await readFile(file))
   } else {
     if (!Number.isSafeInteger(size) || size < 0) throw new Error(`--size must be a non-negative integer\n${usage()}`)
-    bytes = xorshiftBytes(size, seed ?? 1)
+    bytes = xorshift32Bytes(seed ?? 1, size)
   }
 
   const node = await createNode()

@@ -150,34 +150,15 @@ impl EventLoop {
                     }
                     _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
                 };
-                let id = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
-                        self.pending_dials.insert(id, (addr, reply));
-                    }
-                    Err(e) => {
-                        let _ =
-                            reply.send(Err(Error::Dial { addr: addr.to_string(), reason: e.to_string() }));
-                    }
-                }
+                self.start_dial(opts, addr, reply);
             }
             Command::DialPeer { peer, reply } => {
                 if self.swarm.is_connected(&peer) {
                     let _ = reply.send(Ok(peer));
                     return;
                 }
-                let opts = DialOpts::peer_id(peer).build();
-                let id = opts.connection_id();
-                let addr: Multiaddr = Multiaddr::empty().with(Protocol::P2p(peer));
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
-                        self.pending_dials.insert(id, (addr, reply));
-                    }
-                    Err(e) => {
-                        let _ =
-                            reply.send(Err(Error::Dial { addr: addr.to_string(), reason: e.to_string() }));
-                    }
-                }
+                let addr = Multiaddr::empty().with(Protocol::P2p(peer));
+                self.start_dial(DialOpts::peer_id(peer).build(), addr, reply);
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
@@ -212,6 +193,19 @@ impl EventLoop {
                 let q =
                     self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&cid.hash().to_bytes()));
                 self.pending_providers.insert(q, (Vec::new(), reply));
+            }
+        }
+    }
+
+    /// Dials; the reply goes out when the connection is established or fails.
+    fn start_dial(&mut self, opts: DialOpts, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>>) {
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.pending_dials.insert(id, (addr, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(Error::Dial { addr: addr.to_string(), reason: e.to_string() }));
             }
         }
     }
