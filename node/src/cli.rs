@@ -18,8 +18,9 @@ use crate::data_dir::{self, DataDir};
 /// A peer-to-peer node that keeps the message history of communities alive.
 ///
 /// Messages of a community are cut into time-partitioned history archives (status-go's wire
-/// format), addressed by CID, and served to members. Commands that take --data-dir open the
-/// node's store directly.
+/// format), addressed by CID (IPFS-compatible UnixFS blocks), and served to peers over Bitswap.
+/// `archive-node daemon` runs the node with a JSON-RPC API; the other commands talk to the daemon
+/// running on --data-dir, or, like `ipfs`, open the data dir directly when none runs.
 #[derive(Parser, Debug)]
 #[command(name = "archive-node", version, propagate_version = true)]
 pub struct Cli {

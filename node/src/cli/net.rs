@@ -34,8 +34,8 @@ pub struct FetchArgs {
     data_dir: DataDirArg,
     /// Root CID to fetch.
     cid: Cid,
-    /// Peer to fetch from, with /p2p/<id> (repeatable) [default: providers found on the DHT of
-    /// the bootstrap peers].
+    /// Peer to fetch from, with /p2p/<id> (repeatable) [default: the connected peers and the
+    /// providers found on the DHT].
     #[arg(long)]
     peer: Vec<Multiaddr>,
     /// Peer to join the DHT through (repeatable).
