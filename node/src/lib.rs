@@ -2,6 +2,7 @@
 //!
 //! Layout, bottom up (no module imports one above it):
 //! - [`crypto`], [`community`], [`message`]: keys, ids and the rules that make a message valid;
+//! - [`clock`], [`announce`]: the Lamport clock and signed index announcements (pure);
 //! - [`db`]: the embedded key-value database (the only module that imports sled);
 //! - [`message_store`]: verified messages ordered by community and time;
 //! - [`blocks`]: content addressing;
@@ -13,10 +14,12 @@
 //! - [`signals`], [`rpc`], [`config`], [`daemon`]: the long-running daemon and its JSON-RPC API;
 //! - [`cli`]: the `archive-node` command line.
 
+pub mod announce;
 pub mod archive;
 pub mod bitswap;
 pub mod blocks;
 pub mod cli;
+pub mod clock;
 pub mod community;
 pub mod config;
 pub mod crypto;
