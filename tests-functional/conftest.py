@@ -40,9 +40,12 @@ def daemons(node_bin, tmp_path):
     from clients.daemon import Daemon
 
     started = []
+    # Fast gossip for tests (the defaults suit long-running nodes).
+    config = tmp_path / "fast.toml"
+    config.write_text("[gossip]\nheartbeat_ms = 200\nmesh_n = 2\nmesh_n_low = 1\nmesh_n_high = 4\nmesh_outbound_min = 0\n")
 
     def start(data_dir=None):
-        d = Daemon(node_bin, data_dir or tmp_path / f"node{len(started)}")
+        d = Daemon(node_bin, data_dir or tmp_path / f"node{len(started)}", extra=("--config", str(config)))
         started.append(d)
         return d
 

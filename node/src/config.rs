@@ -17,6 +17,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub store: store::Config,
     pub network: network::Config,
+    pub gossip: crate::gossip::Config,
     pub rpc: RpcConfig,
 }
 

@@ -52,7 +52,11 @@ const GRACE: Duration = Duration::from_secs(2);
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let dir = DataDir::new(config.node.data_dir.clone().unwrap_or_else(DataDir::default_path));
     let cancel = CancellationToken::new();
-    let node_config = node::Config { network: config.network.clone(), store: config.store.clone() };
+    let node_config = node::Config {
+        network: config.network.clone(),
+        store: config.store.clone(),
+        gossip: config.gossip.clone(),
+    };
     let node = Node::start(&dir, node_config, cancel.clone()).await.map_err(|e| match e {
         node::Error::Db(crate::db::Error::Locked { .. }) => {
             anyhow::anyhow!("another archive-node already runs on data dir {}", dir.root().display())
@@ -61,6 +65,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     let signals = Signals::default();
     tokio::spawn(forward_network_signals(node.network.clone(), signals.clone(), cancel.clone()));
+    tokio::spawn(forward_node_signals(node.clone(), signals.clone(), cancel.clone()));
 
     let token = rpc::auth::load_or_create_token(&dir.rpc_token())
         .with_context(|| format!("cannot write {}", dir.rpc_token().display()))?;
@@ -119,6 +124,23 @@ async fn forward_network_signals(net: network::Client, signals: Signals, cancel:
                 Ok(network::Event::PeerConnected(p)) => signals.emit(names::PEER_CONNECTED, serde_json::json!({"peerId": p.to_string()})),
                 Ok(network::Event::PeerDisconnected(p)) => signals.emit(names::PEER_DISCONNECTED, serde_json::json!({"peerId": p.to_string()})),
                 Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+async fn forward_node_signals(node: Node, signals: Signals, cancel: CancellationToken) {
+    let mut rx = node.subscribe();
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(node::Event::MessageStored { community, hash, received }) => signals.emit(
+                    names::MESSAGES_NEW,
+                    serde_json::json!({"communityId": community.to_string(), "hash": format!("0x{}", hex::encode(hash)), "received": received}),
+                ),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,
             },

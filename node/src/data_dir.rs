@@ -49,6 +49,11 @@ impl DataDir {
         self.root.join("node.key")
     }
 
+    /// The secp256k1 key this node signs its messages with (mode 0600).
+    pub fn author_key(&self) -> PathBuf {
+        self.root.join("author.key")
+    }
+
     /// The RPC bearer token (mode 0600).
     pub fn rpc_token(&self) -> PathBuf {
         self.root.join("rpc.token")

@@ -45,6 +45,8 @@ pub enum TreeName {
     Blocks,
     /// Root CID -> pin count and completeness.
     Pins,
+    /// Community id -> the community's record.
+    Communities,
 }
 
 impl TreeName {
@@ -55,6 +57,7 @@ impl TreeName {
             TreeName::Archives => "archives",
             TreeName::Blocks => "blocks",
             TreeName::Pins => "pins",
+            TreeName::Communities => "communities",
         }
     }
 }

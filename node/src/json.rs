@@ -20,7 +20,7 @@ pub fn from_b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
 }
 
 /// A message.
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct MessageView {
     pub hash: String,
     pub topic: String,

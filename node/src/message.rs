@@ -19,6 +19,9 @@ use crate::crypto::{self, KeyPair, SIGNATURE_LEN};
 /// Largest payload a message may carry: what fits in an archive chunk with its signature.
 pub const MAX_PAYLOAD_LEN: usize = crate::archive::partition::CHUNK_CAP_BYTES - SIGNATURE_LEN;
 
+/// Largest payload sent by gossip (larger history reaches members in archives).
+pub const MAX_GOSSIP_PAYLOAD: usize = 512 * 1024;
+
 /// Why a message is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

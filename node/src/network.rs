@@ -29,6 +29,8 @@ pub enum Event {
     ListeningOn(Multiaddr),
     /// The peer told us the protocols it speaks.
     PeerIdentified { peer: PeerId, protocols: Vec<String> },
+    /// A gossip message to validate (then report with [`Client::report`]).
+    GossipMessage { topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId },
 }
 
 /// Errors of the network layer.
@@ -46,4 +48,6 @@ pub enum Error {
     Key(String),
     #[error("DHT: {0}")]
     Dht(String),
+    #[error("gossip: {0}")]
+    Gossip(String),
 }

@@ -9,9 +9,27 @@ use tokio_util::sync::CancellationToken;
 use crate::bitswap::{self, Bitswap, FetchStats, Progress};
 use crate::blocks::cid::Cid;
 use crate::blocks::store::{self, BlockStore};
+use crate::communities::{self, Communities, Invite, Record};
+use crate::community::CommunityId;
+use crate::crypto::KeyPair;
 use crate::data_dir::DataDir;
 use crate::db::{self, Db};
+use crate::gossip::{self, Verdict};
+use crate::message::{Message, Topic};
+use crate::message_store::{self, MessageStore};
 use crate::network::{self, Multiaddr, PeerId};
+
+/// How far in the future a message's timestamp may be (clock skew).
+pub const MAX_FUTURE_SECS: u64 = 5 * 60;
+/// Node events buffered per subscriber.
+const EVENT_QUEUE: usize = 1024;
+
+/// What the node tells its users (the daemon turns these into signals).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A message was stored: sent here, or received by gossip.
+    MessageStored { community: CommunityId, hash: [u8; 32], received: bool },
+}
 
 /// How often complete roots are provided again on the DHT.
 pub const REPROVIDE_INTERVAL: Duration = Duration::from_secs(12 * 3600);
@@ -31,6 +49,14 @@ pub enum Error {
     DataDir { path: String, reason: String },
     #[error("blocking task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Communities(#[from] communities::Error),
+    #[error(transparent)]
+    Messages(#[from] message_store::Error),
+    #[error(transparent)]
+    Message(#[from] crate::message::Error),
+    #[error("author key: {0}")]
+    AuthorKey(String),
 }
 
 /// Settings of a node.
@@ -38,6 +64,7 @@ pub enum Error {
 pub struct Config {
     pub network: network::Config,
     pub store: store::Config,
+    pub gossip: gossip::Config,
 }
 
 /// A running node; cheap to clone.
@@ -45,9 +72,31 @@ pub struct Config {
 pub struct Node {
     pub db: Db,
     pub blocks: BlockStore,
+    pub messages: MessageStore,
+    pub communities: Communities,
     pub network: network::Client,
     pub bitswap: Bitswap,
+    /// The key this node signs its messages with.
+    author: KeyPair,
+    events: tokio::sync::broadcast::Sender<Event>,
     cancel: CancellationToken,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn load_or_create_author(path: &std::path::Path) -> Result<KeyPair, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(hex) => KeyPair::from_secret_hex(&hex).map_err(|e| Error::AuthorKey(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = KeyPair::generate();
+            crate::data_dir::write_private(path, key.secret_hex().as_bytes())
+                .map_err(|e| Error::AuthorKey(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(Error::AuthorKey(e.to_string())),
+    }
 }
 
 impl Node {
@@ -55,21 +104,45 @@ impl Node {
     pub async fn start(dir: &DataDir, config: Config, cancel: CancellationToken) -> Result<Self, Error> {
         dir.create()
             .map_err(|e| Error::DataDir { path: dir.root().display().to_string(), reason: e.to_string() })?;
-        let (db, blocks) = {
+        let (db, blocks, messages, communities) = {
             let (db_path, blocks_path, store_config) = (dir.db(), dir.blocks(), config.store.clone());
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let db = Db::open(&db_path)?;
                 let blocks = BlockStore::open(&db, &blocks_path, store_config)?;
-                Ok((db, blocks))
+                let messages = MessageStore::open(&db)?;
+                let communities = Communities::open(&db)?;
+                Ok((db, blocks, messages, communities))
             })
             .await
             .map_err(|e| Error::Join(e.to_string()))??
         };
+        let author = load_or_create_author(&dir.author_key())?;
         let key = network::keys::load_or_create(&dir.node_key())?;
-        let started =
-            network::start(key, config.network, bitswap::PROTOCOLS.to_vec(), cancel.child_token()).await?;
+        let started = network::start(
+            key,
+            config.network,
+            config.gossip,
+            bitswap::PROTOCOLS.to_vec(),
+            cancel.child_token(),
+        )
+        .await?;
         let bitswap = Bitswap::start(started.streams, started.incoming, blocks.clone(), cancel.child_token());
-        let node = Node { db, blocks, network: started.client, bitswap, cancel };
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_QUEUE);
+        let node = Node {
+            db,
+            blocks,
+            messages,
+            communities,
+            network: started.client,
+            bitswap,
+            author,
+            events,
+            cancel,
+        };
+        // Gossip for every community joined before.
+        for r in node.communities.list()? {
+            node.network.subscribe_topic(gossip::messages_topic(&r.community_id()?), true).await?;
+        }
         tokio::spawn(node.clone().wire_events());
         tokio::spawn(node.clone().reprovide_loop());
         Ok(node)
@@ -85,12 +158,119 @@ impl Node {
         Ok(self.db.flush()?)
     }
 
+    /// Subscribes to node events.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The public key this node signs its messages with.
+    pub fn author(&self) -> String {
+        self.author.public_hex()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || f(&node)).await.map_err(|e| Error::Join(e.to_string()))?
+    }
+
+    /// Creates a community: this node holds its key and is its control node.
+    pub async fn create_community(&self, name: String, encrypted: bool) -> Result<Record, Error> {
+        let r = self.blocking(move |n| Ok(n.communities.create(&name, encrypted, now_secs())?)).await?;
+        self.network.subscribe_topic(gossip::messages_topic(&r.community_id()?), true).await?;
+        Ok(r)
+    }
+
+    /// Joins a community from an invite.
+    pub async fn join_community(&self, invite: Invite) -> Result<Record, Error> {
+        let r = self.blocking(move |n| Ok(n.communities.join(&invite, now_secs())?)).await?;
+        self.network.subscribe_topic(gossip::messages_topic(&r.community_id()?), true).await?;
+        Ok(r)
+    }
+
+    /// Leaves a community; returns whether it was joined.
+    pub async fn leave_community(&self, id: CommunityId) -> Result<bool, Error> {
+        let was = self.blocking(move |n| Ok(n.communities.leave(&id)?)).await?;
+        self.network.subscribe_topic(gossip::messages_topic(&id), false).await?;
+        Ok(was)
+    }
+
+    /// Signs, stores and publishes a message in a joined community.
+    pub async fn send_message(
+        &self,
+        id: CommunityId,
+        topic: Topic,
+        payload: Vec<u8>,
+    ) -> Result<Message, Error> {
+        let m = self
+            .blocking(move |n| {
+                if n.communities.get(&id)?.is_none() {
+                    return Err(communities::Error::NotJoined(id.to_string()).into());
+                }
+                let m = Message::new_signed(&n.author, &id, topic, now_secs(), payload);
+                let verified = m.clone().verify(&id)?;
+                n.messages.insert(&id, &[verified])?;
+                n.messages.flush()?;
+                Ok(m)
+            })
+            .await?;
+        let _ = self.events.send(Event::MessageStored { community: id, hash: m.hash, received: false });
+        self.network.publish(gossip::messages_topic(&id), m.encode()).await?;
+        Ok(m)
+    }
+
+    /// Validates a gossip message of a community's messages topic and stores it when valid.
+    fn receive_message(&self, id: &CommunityId, data: &[u8]) -> Result<Verdict, Error> {
+        if self.communities.get(id)?.is_none() {
+            return Ok(Verdict::Ignore);
+        }
+        let Ok(m) = Message::decode(data) else { return Ok(Verdict::Reject) };
+        if m.timestamp > now_secs() + MAX_FUTURE_SECS {
+            return Ok(Verdict::Reject);
+        }
+        let hash = m.hash;
+        let Ok(verified) = m.verify(id) else { return Ok(Verdict::Reject) };
+        let outcome = self.messages.insert(id, &[verified])?;
+        if outcome.inserted == 0 {
+            return Ok(Verdict::Ignore);
+        }
+        self.messages.flush()?;
+        let _ = self.events.send(Event::MessageStored { community: *id, hash, received: true });
+        Ok(Verdict::Accept)
+    }
+
+    async fn on_gossip(&self, topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId) {
+        let community = topic
+            .strip_prefix("/archive-node/1/")
+            .and_then(|rest| rest.strip_suffix("/messages"))
+            .and_then(|c| c.parse::<CommunityId>().ok());
+        let verdict = match community {
+            Some(c) => match self.blocking(move |n| n.receive_message(&c, &data)).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot store a gossip message");
+                    Verdict::Ignore
+                }
+            },
+            None => Verdict::Ignore,
+        };
+        if verdict == Verdict::Reject {
+            tracing::debug!(%source, %topic, "rejected a gossip message");
+        }
+        let _ = self.network.report(id, source, verdict).await;
+    }
+
     async fn wire_events(self) {
         let mut net = self.network.subscribe();
         let mut bs = self.bitswap.subscribe();
         loop {
             tokio::select! {
                 ev = net.recv() => match ev {
+                    Ok(network::Event::GossipMessage { topic, data, id, source }) => {
+                        self.on_gossip(topic, data, id, source).await;
+                    }
                     Ok(network::Event::PeerDisconnected(peer)) => self.bitswap.peer_disconnected(&peer),
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "missed network events"),

@@ -15,6 +15,7 @@ pub mod names {
     pub const FETCH_PROGRESS: &str = "blocks.fetchProgress";
     pub const FETCH_COMPLETED: &str = "blocks.fetchCompleted";
     pub const FETCH_FAILED: &str = "blocks.fetchFailed";
+    pub const MESSAGES_NEW: &str = "messages.new";
 }
 
 /// One signal.

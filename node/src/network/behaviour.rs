@@ -1,7 +1,7 @@
 //! The composed libp2p behaviour.
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, identity, kad, ping, StreamProtocol};
+use libp2p::{connection_limits, gossipsub, identify, identity, kad, ping, StreamProtocol};
 
 use super::{Config, Error};
 
@@ -17,6 +17,7 @@ pub(super) struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub gossipsub: gossipsub::Behaviour,
     pub stream: libp2p_stream::Behaviour,
     pub inbound: super::inbound::Behaviour,
 }
@@ -25,6 +26,7 @@ impl Behaviour {
     pub fn new(
         key: &identity::Keypair,
         config: &Config,
+        gossip: &crate::gossip::Config,
         inbound_protocols: Vec<StreamProtocol>,
     ) -> Result<(Self, tokio::sync::mpsc::Receiver<super::inbound::Incoming>), Error> {
         let peer = key.public().to_peer_id();
@@ -39,6 +41,28 @@ impl Behaviour {
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(config.max_connections_per_peer));
         let (inbound, incoming) = super::inbound::Behaviour::new(inbound_protocols);
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            // Our own checks decide Accept / Ignore / Reject before anything is forwarded.
+            .validate_messages()
+            // Content-addressed ids: the same bytes are the same message, whoever relays them.
+            .message_id_fn(|m: &gossipsub::Message| {
+                gossipsub::MessageId::from(
+                    crate::crypto::sha256(&[m.topic.as_str().as_bytes(), &m.data]).to_vec(),
+                )
+            })
+            .max_transmit_size(gossip.max_transmit_bytes)
+            .heartbeat_interval(std::time::Duration::from_millis(gossip.heartbeat_ms))
+            .heartbeat_initial_delay(std::time::Duration::from_millis(gossip.heartbeat_ms.min(5000) / 2))
+            .mesh_n(gossip.mesh_n)
+            .mesh_n_low(gossip.mesh_n_low)
+            .mesh_n_high(gossip.mesh_n_high)
+            .mesh_outbound_min(gossip.mesh_outbound_min)
+            .build()
+            .map_err(|e| Error::Setup(format!("gossipsub config: {e}")))?;
+        let gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+                .map_err(|e| Error::Setup(format!("gossipsub: {e}")))?;
         let behaviour = Self {
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(
@@ -47,6 +71,7 @@ impl Behaviour {
             ),
             ping: ping::Behaviour::default(),
             kad,
+            gossipsub,
             stream: libp2p_stream::Behaviour::new(),
             inbound,
         };

@@ -19,6 +19,9 @@ pub(super) enum Command {
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Provide { cid: Cid, reply: oneshot::Sender<Result<(), Error>> },
     FindProviders { cid: Cid, reply: oneshot::Sender<Result<Vec<PeerId>, Error>> },
+    Subscribe { topic: String, subscribe: bool },
+    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), Error>> },
+    Report { id: Vec<u8>, source: PeerId, verdict: crate::gossip::Verdict },
 }
 
 /// A connected peer.
@@ -81,6 +84,26 @@ impl Client {
     /// Peers the DHT knows to provide `cid`.
     pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>, Error> {
         self.ask(|reply| Command::FindProviders { cid, reply }).await?
+    }
+
+    /// Joins (or leaves) a gossip topic.
+    pub async fn subscribe_topic(&self, topic: String, subscribe: bool) -> Result<(), Error> {
+        self.tx.send(Command::Subscribe { topic, subscribe }).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Publishes on a gossip topic; queued (bounded) until a peer subscribed to it is connected.
+    pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<(), Error> {
+        self.ask(|reply| Command::Publish { topic, data, reply }).await?
+    }
+
+    /// Reports our verdict on a gossip message: only accepted ones are forwarded.
+    pub async fn report(
+        &self,
+        id: Vec<u8>,
+        source: PeerId,
+        verdict: crate::gossip::Verdict,
+    ) -> Result<(), Error> {
+        self.tx.send(Command::Report { id, source, verdict }).await.map_err(|_| Error::Shutdown)
     }
 
     /// Subscribes to network events (a slow subscriber misses events rather than block the network).

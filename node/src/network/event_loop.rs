@@ -4,7 +4,7 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{gossipsub, identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,9 @@ fn yamux_config() -> yamux::Config {
     c
 }
 
+/// Publishes waiting for a subscribed peer, per topic (older ones dropped past this).
+const PENDING_PUBLISHES: usize = 256;
+
 /// A started network.
 pub struct Started {
     pub client: Client,
@@ -46,11 +49,12 @@ pub struct Started {
 pub async fn start(
     key: identity::Keypair,
     config: Config,
+    gossip: crate::gossip::Config,
     inbound_protocols: Vec<libp2p::StreamProtocol>,
     cancel: CancellationToken,
 ) -> Result<Started, Error> {
     let local = key.public().to_peer_id();
-    let (behaviour, incoming) = Behaviour::new(&key, &config, inbound_protocols)?;
+    let (behaviour, incoming) = Behaviour::new(&key, &config, &gossip, inbound_protocols)?;
     let builder = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
@@ -85,6 +89,7 @@ pub async fn start(
         pending_dials: HashMap::new(),
         pending_provides: HashMap::new(),
         pending_providers: HashMap::new(),
+        pending_publishes: HashMap::new(),
     };
     // Wait until every listener reported an address, so callers can print them.
     while lp.pending_listen > 0 {
@@ -115,6 +120,8 @@ struct EventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<Result<(), Error>>>,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, ProvidersReply)>,
+    /// Publishes made before any peer subscribed to their topic, flushed on `Subscribed`.
+    pending_publishes: HashMap<gossipsub::TopicHash, std::collections::VecDeque<Vec<u8>>>,
 }
 
 impl EventLoop {
@@ -159,6 +166,46 @@ impl EventLoop {
                 }
                 let addr = Multiaddr::empty().with(Protocol::P2p(peer));
                 self.start_dial(DialOpts::peer_id(peer).build(), addr, reply);
+            }
+            Command::Subscribe { topic, subscribe } => {
+                let t = gossipsub::IdentTopic::new(topic);
+                if subscribe {
+                    if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&t) {
+                        tracing::warn!(topic = %t, error = %e, "cannot subscribe");
+                    }
+                } else {
+                    self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
+                    self.pending_publishes.remove(&t.hash());
+                }
+            }
+            Command::Publish { topic, data, reply } => {
+                let t = gossipsub::IdentTopic::new(topic);
+                let r = match self.swarm.behaviour_mut().gossipsub.publish(t.clone(), data.clone()) {
+                    Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(()),
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        let q = self.pending_publishes.entry(t.hash()).or_default();
+                        if q.len() == PENDING_PUBLISHES {
+                            q.pop_front();
+                            tracing::warn!(topic = %t, "too many publishes waiting for a peer: oldest dropped");
+                        }
+                        q.push_back(data);
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::Gossip(e.to_string())),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Report { id, source, verdict } => {
+                let acceptance = match verdict {
+                    crate::gossip::Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    crate::gossip::Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                    crate::gossip::Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &gossipsub::MessageId::from(id),
+                    &source,
+                    acceptance,
+                );
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
@@ -265,6 +312,30 @@ impl EventLoop {
                 self.emit(Event::PeerIdentified { peer: peer_id, protocols });
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip_event(ev),
+            _ => {}
+        }
+    }
+
+    fn on_gossip_event(&mut self, ev: gossipsub::Event) {
+        match ev {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
+                self.emit(Event::GossipMessage {
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                    id: message_id.0,
+                    source: propagation_source,
+                });
+            }
+            gossipsub::Event::Subscribed { topic, .. } => {
+                let Some(queued) = self.pending_publishes.remove(&topic) else { return };
+                for data in queued {
+                    let t = gossipsub::TopicHash::from_raw(topic.as_str());
+                    if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(t, data) {
+                        tracing::debug!(%topic, error = %e, "queued publish failed");
+                    }
+                }
+            }
             _ => {}
         }
     }

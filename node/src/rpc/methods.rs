@@ -100,6 +100,129 @@ struct FetchParams {
     peers: Vec<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateParams {
+    name: String,
+    #[serde(default)]
+    encrypted: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteParams {
+    invite: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CommunityParams {
+    community_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SendParams {
+    community_id: String,
+    topic: String,
+    payload: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct QueryParams {
+    community_id: String,
+    #[serde(default)]
+    topics: Vec<String>,
+    from: Option<u64>,
+    to: Option<u64>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn community_id(s: &str) -> Result<crate::community::CommunityId, ErrorObjectOwned> {
+    s.parse().map_err(|e| invalid(format!("invalid params: communityId: {e}")))
+}
+
+fn community_view(r: &crate::communities::Record) -> Value {
+    json!({
+        "communityId": r.id, "name": r.name, "control": r.control_secret.is_some(),
+        "encrypted": r.encrypted(), "joinedAt": r.joined_at,
+    })
+}
+
+/// Registers `community_*` and `messages_*`.
+fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_async_method("community_create", |p, ctx, _| async move {
+        let params: CreateParams = parse(&p)?;
+        if params.name.is_empty() || params.name.chars().count() > 100 {
+            return Err(invalid("invalid params: name: 1 to 100 characters"));
+        }
+        let r = ctx.node.create_community(params.name, params.encrypted).await.map_err(failed)?;
+        let id = r.community_id().map_err(failed)?;
+        let invite = ctx.node.communities.invite(&id).map_err(failed)?.encode();
+        RpcResult::Ok(json!({"communityId": r.id, "invite": invite}))
+    })?;
+    m.register_async_method("community_join", |p, ctx, _| async move {
+        let params: InviteParams = parse(&p)?;
+        let invite = crate::communities::Invite::decode(&params.invite)
+            .map_err(|e| invalid(format!("invalid params: invite: {e}")))?;
+        let r = ctx.node.join_community(invite).await.map_err(failed)?;
+        RpcResult::Ok(community_view(&r))
+    })?;
+    m.register_async_method("community_leave", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let left = ctx.node.leave_community(community_id(&params.community_id)?).await.map_err(failed)?;
+        RpcResult::Ok(json!({"left": left}))
+    })?;
+    m.register_async_method("community_list", |_p, ctx, _| async move {
+        let list = ctx.node.communities.list().map_err(failed)?;
+        RpcResult::Ok(json!(list.iter().map(community_view).collect::<Vec<_>>()))
+    })?;
+    m.register_async_method("community_invite", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let invite = ctx.node.communities.invite(&community_id(&params.community_id)?).map_err(failed)?;
+        RpcResult::Ok(json!({"invite": invite.encode()}))
+    })?;
+    m.register_async_method("messages_send", |p, ctx, _| async move {
+        let params: SendParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let payload = from_b64(&params.payload)
+            .map_err(|e| invalid(format!("invalid params: payload: not base64 ({e})")))?;
+        if payload.len() > crate::message::MAX_GOSSIP_PAYLOAD {
+            return Err(invalid(format!(
+                "invalid params: payload: over {} bytes",
+                crate::message::MAX_GOSSIP_PAYLOAD
+            )));
+        }
+        let topic: crate::message::Topic = params.topic.parse().expect("infallible");
+        let m = ctx.node.send_message(id, topic, payload).await.map_err(failed)?;
+        RpcResult::Ok(json!({"hash": format!("0x{}", hex::encode(m.hash)), "timestamp": m.timestamp}))
+    })?;
+    m.register_async_method("messages_query", |p, ctx, _| async move {
+        let params: QueryParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let q = crate::message_store::Query {
+            topics: params.topics.iter().map(|t| t.parse().expect("infallible")).collect(),
+            from: params.from,
+            to: params.to,
+            limit: params.limit,
+            cursor: params.cursor,
+        };
+        let store = ctx.node.messages.clone();
+        let page = blocking(move || {
+            store.query(&id, &q).map_err(|e| match e {
+                crate::message_store::Error::Cursor => invalid("invalid params: cursor"),
+                other => failed(other),
+            })
+        })
+        .await?;
+        let messages: Vec<_> = page.messages.iter().map(crate::json::MessageView::from).collect();
+        RpcResult::Ok(json!({"messages": messages, "cursor": page.cursor}))
+    })?;
+    Ok(())
+}
+
 fn layout(chunk_size: Option<usize>, max_links: Option<usize>) -> Result<Layout, ErrorObjectOwned> {
     let l = Layout {
         chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
@@ -212,6 +335,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         serde_json::to_value(report).map_err(failed)
     })?;
 
+    register_communities(&mut m)?;
     m.register_subscription("subscribe_signals", "signal", "unsubscribe_signals", signals_subscription)?;
     Ok(m)
 }
