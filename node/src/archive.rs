@@ -6,6 +6,7 @@ pub mod format;
 pub mod index;
 pub mod partition;
 pub mod seal;
+pub mod seeder;
 pub mod state;
 pub mod store_sink;
 

@@ -18,6 +18,7 @@ pub struct Config {
     pub store: store::Config,
     pub network: network::Config,
     pub gossip: crate::gossip::Config,
+    pub archive: crate::archive::seeder::Config,
     pub rpc: RpcConfig,
 }
 

@@ -56,6 +56,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         network: config.network.clone(),
         store: config.store.clone(),
         gossip: config.gossip.clone(),
+        archive: config.archive.clone(),
     };
     let node = Node::start(&dir, node_config, cancel.clone()).await.map_err(|e| match e {
         node::Error::Db(crate::db::Error::Locked { .. }) => {
@@ -133,13 +134,47 @@ async fn forward_network_signals(net: network::Client, signals: Signals, cancel:
 }
 
 async fn forward_node_signals(node: Node, signals: Signals, cancel: CancellationToken) {
+    use crate::archive::seeder::Event as Seeder;
+    use serde_json::json;
     let mut rx = node.subscribe();
+    let mut seeder = node.seeder.events.subscribe();
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Ok(node::Event::MessageStored { community, hash, received }) => signals.emit(
                     names::MESSAGES_NEW,
-                    serde_json::json!({"communityId": community.to_string(), "hash": format!("0x{}", hex::encode(hash)), "received": received}),
+                    json!({"communityId": community.to_string(), "hash": format!("0x{}", hex::encode(hash)), "received": received}),
+                ),
+                Ok(node::Event::AnnouncementAccepted { community, clock, cid }) => signals.emit(
+                    names::ANNOUNCEMENT_ACCEPTED,
+                    json!({"communityId": community.to_string(), "clock": clock, "indexCid": cid}),
+                ),
+                Ok(node::Event::AnnouncementRejected { community, source, reason }) => signals.emit(
+                    names::ANNOUNCEMENT_REJECTED,
+                    json!({"communityId": community.to_string(), "peerId": source.to_string(), "reason": reason}),
+                ),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            ev = seeder.recv() => match ev {
+                Ok(Seeder::Creating { community }) => {
+                    signals.emit(names::CREATING_ARCHIVES, json!({"communityId": community.to_string()}))
+                }
+                Ok(Seeder::Created { community, from, to, archives, index_cid }) => signals.emit(
+                    names::ARCHIVES_CREATED,
+                    json!({"communityId": community.to_string(), "from": from, "to": to, "archives": archives, "indexCid": index_cid}),
+                ),
+                Ok(Seeder::NoneCreated { community, from, to }) => signals.emit(
+                    names::NO_ARCHIVES_CREATED,
+                    json!({"communityId": community.to_string(), "from": from, "to": to}),
+                ),
+                Ok(Seeder::Seeding { community, index_cid }) => signals.emit(
+                    names::ARCHIVES_SEEDING,
+                    json!({"communityId": community.to_string(), "indexCid": index_cid}),
+                ),
+                Ok(Seeder::Failed { community, error }) => signals.emit(
+                    names::ARCHIVES_FAILED,
+                    json!({"communityId": community.to_string(), "error": error}),
                 ),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,

@@ -29,6 +29,10 @@ const EVENT_QUEUE: usize = 1024;
 pub enum Event {
     /// A message was stored: sent here, or received by gossip.
     MessageStored { community: CommunityId, hash: [u8; 32], received: bool },
+    /// A newer announcement of the community's index was accepted.
+    AnnouncementAccepted { community: CommunityId, clock: u64, cid: String },
+    /// An announcement failed verification (forged or malformed).
+    AnnouncementRejected { community: CommunityId, source: PeerId, reason: String },
 }
 
 /// How often complete roots are provided again on the DHT.
@@ -65,6 +69,7 @@ pub struct Config {
     pub network: network::Config,
     pub store: store::Config,
     pub gossip: gossip::Config,
+    pub archive: crate::archive::seeder::Config,
 }
 
 /// A running node; cheap to clone.
@@ -74,6 +79,8 @@ pub struct Node {
     pub blocks: BlockStore,
     pub messages: MessageStore,
     pub communities: Communities,
+    pub archive_state: crate::archive::state::ArchiveState,
+    pub seeder: crate::archive::seeder::Seeder,
     pub network: network::Client,
     pub bitswap: Bitswap,
     /// The key this node signs its messages with.
@@ -104,14 +111,16 @@ impl Node {
     pub async fn start(dir: &DataDir, config: Config, cancel: CancellationToken) -> Result<Self, Error> {
         dir.create()
             .map_err(|e| Error::DataDir { path: dir.root().display().to_string(), reason: e.to_string() })?;
-        let (db, blocks, messages, communities) = {
+        let (db, blocks, messages, communities, archive_state) = {
             let (db_path, blocks_path, store_config) = (dir.db(), dir.blocks(), config.store.clone());
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let db = Db::open(&db_path)?;
                 let blocks = BlockStore::open(&db, &blocks_path, store_config)?;
                 let messages = MessageStore::open(&db)?;
                 let communities = Communities::open(&db)?;
-                Ok((db, blocks, messages, communities))
+                let archive_state =
+                    crate::archive::state::ArchiveState::open(&db).map_err(|e| Error::Join(e.to_string()))?;
+                Ok((db, blocks, messages, communities, archive_state))
             })
             .await
             .map_err(|e| Error::Join(e.to_string()))??
@@ -128,11 +137,22 @@ impl Node {
         .await?;
         let bitswap = Bitswap::start(started.streams, started.incoming, blocks.clone(), cancel.child_token());
         let (events, _) = tokio::sync::broadcast::channel(EVENT_QUEUE);
+        let seeder = crate::archive::seeder::Seeder {
+            messages: messages.clone(),
+            state: archive_state.clone(),
+            blocks: blocks.clone(),
+            communities: communities.clone(),
+            network: started.client.clone(),
+            config: config.archive,
+            events: tokio::sync::broadcast::channel(EVENT_QUEUE).0,
+        };
         let node = Node {
             db,
             blocks,
             messages,
             communities,
+            archive_state,
+            seeder,
             network: started.client,
             bitswap,
             author,
@@ -141,8 +161,9 @@ impl Node {
         };
         // Gossip for every community joined before.
         for r in node.communities.list()? {
-            node.network.subscribe_topic(gossip::messages_topic(&r.community_id()?), true).await?;
+            node.set_subscribed(&r.community_id()?, true).await?;
         }
+        tokio::spawn(node.seeder.clone().run(node.cancel.child_token()));
         tokio::spawn(node.clone().wire_events());
         tokio::spawn(node.clone().reprovide_loop());
         Ok(node)
@@ -176,25 +197,62 @@ impl Node {
         tokio::task::spawn_blocking(move || f(&node)).await.map_err(|e| Error::Join(e.to_string()))?
     }
 
+    async fn set_subscribed(&self, id: &CommunityId, on: bool) -> Result<(), Error> {
+        self.network.subscribe_topic(gossip::messages_topic(id), on).await?;
+        self.network.subscribe_topic(gossip::archives_topic(id), on).await?;
+        Ok(())
+    }
+
     /// Creates a community: this node holds its key and is its control node.
     pub async fn create_community(&self, name: String, encrypted: bool) -> Result<Record, Error> {
         let r = self.blocking(move |n| Ok(n.communities.create(&name, encrypted, now_secs())?)).await?;
-        self.network.subscribe_topic(gossip::messages_topic(&r.community_id()?), true).await?;
+        self.set_subscribed(&r.community_id()?, true).await?;
         Ok(r)
     }
 
     /// Joins a community from an invite.
     pub async fn join_community(&self, invite: Invite) -> Result<Record, Error> {
         let r = self.blocking(move |n| Ok(n.communities.join(&invite, now_secs())?)).await?;
-        self.network.subscribe_topic(gossip::messages_topic(&r.community_id()?), true).await?;
+        self.set_subscribed(&r.community_id()?, true).await?;
         Ok(r)
     }
 
     /// Leaves a community; returns whether it was joined.
     pub async fn leave_community(&self, id: CommunityId) -> Result<bool, Error> {
         let was = self.blocking(move |n| Ok(n.communities.leave(&id)?)).await?;
-        self.network.subscribe_topic(gossip::messages_topic(&id), false).await?;
+        self.set_subscribed(&id, false).await?;
         Ok(was)
+    }
+
+    /// Validates an announcement from gossip; stores it when it is newer than ours.
+    fn receive_announcement(&self, id: &CommunityId, data: &[u8], source: PeerId) -> Result<Verdict, Error> {
+        if self.communities.get(id)?.is_none() {
+            return Ok(Verdict::Ignore);
+        }
+        let signed = match crate::announce::verify(id, data) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.events.send(Event::AnnouncementRejected {
+                    community: *id,
+                    source,
+                    reason: e.to_string(),
+                });
+                return Ok(Verdict::Reject);
+            }
+        };
+        let stored = match self.archive_state.announcement(id).map_err(|e| Error::Join(e.to_string()))? {
+            Some(bytes) => crate::announce::verify(id, &bytes).ok().map(|s| s.announcement),
+            None => None,
+        };
+        let a = signed.announcement;
+        if crate::announce::decide(stored.as_ref(), &a) == crate::announce::Decision::Ignore {
+            return Ok(Verdict::Ignore);
+        }
+        let mut clock = self.archive_state.clock(id).map_err(|e| Error::Join(e.to_string()))?;
+        clock.observe(a.clock);
+        self.archive_state.accept_announcement(id, data, clock).map_err(|e| Error::Join(e.to_string()))?;
+        let _ = self.events.send(Event::AnnouncementAccepted { community: *id, clock: a.clock, cid: a.cid });
+        Ok(Verdict::Accept)
     }
 
     /// Signs, stores and publishes a message in a joined community.
@@ -242,12 +300,21 @@ impl Node {
     }
 
     async fn on_gossip(&self, topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId) {
-        let community = topic
+        let parsed = topic
             .strip_prefix("/archive-node/1/")
-            .and_then(|rest| rest.strip_suffix("/messages"))
-            .and_then(|c| c.parse::<CommunityId>().ok());
-        let verdict = match community {
-            Some(c) => match self.blocking(move |n| n.receive_message(&c, &data)).await {
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(c, kind)| c.parse::<CommunityId>().ok().map(|c| (c, kind == "archives")));
+        let verdict = match parsed {
+            Some((c, is_announcement)) => match self
+                .blocking(move |n| {
+                    if is_announcement {
+                        n.receive_announcement(&c, &data, source)
+                    } else {
+                        n.receive_message(&c, &data)
+                    }
+                })
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot store a gossip message");

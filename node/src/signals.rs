@@ -16,6 +16,13 @@ pub mod names {
     pub const FETCH_COMPLETED: &str = "blocks.fetchCompleted";
     pub const FETCH_FAILED: &str = "blocks.fetchFailed";
     pub const MESSAGES_NEW: &str = "messages.new";
+    pub const CREATING_ARCHIVES: &str = "community.creatingHistoryArchives";
+    pub const ARCHIVES_CREATED: &str = "community.historyArchivesCreated";
+    pub const NO_ARCHIVES_CREATED: &str = "community.noHistoryArchivesCreated";
+    pub const ARCHIVES_SEEDING: &str = "community.historyArchivesSeeding";
+    pub const ARCHIVES_FAILED: &str = "community.historyArchivesFailed";
+    pub const ANNOUNCEMENT_ACCEPTED: &str = "community.archiveAnnouncementAccepted";
+    pub const ANNOUNCEMENT_REJECTED: &str = "community.archiveAnnouncementRejected";
 }
 
 /// One signal.

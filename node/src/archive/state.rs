@@ -9,6 +9,8 @@ use super::index::Index;
 const END: &[u8] = b"end/";
 const ENTRY: &[u8] = b"entry/";
 const INDEX_CID: &[u8] = b"index_cid/";
+const CLOCK: &[u8] = b"clock/";
+const ANNOUNCEMENT: &[u8] = b"announcement/";
 
 /// Errors of the archive state.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,36 @@ impl ArchiveState {
             idx.insert(e);
         }
         Ok(idx)
+    }
+
+    /// The largest announcement clock issued or observed for the community.
+    pub fn clock(&self, community: &CommunityId) -> Result<crate::clock::Clock, Error> {
+        match self.tree.get(&key(CLOCK, community, &[]))? {
+            None => Ok(crate::clock::Clock::default()),
+            Some(v) => <[u8; 8]>::try_from(&v[..])
+                .map(|b| crate::clock::Clock { last: u64::from_be_bytes(b) })
+                .map_err(|_| Error::Corrupt("clock".into())),
+        }
+    }
+
+    /// The latest accepted announcement (the signed envelope bytes).
+    pub fn announcement(&self, community: &CommunityId) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.tree.get(&key(ANNOUNCEMENT, community, &[]))?.map(|v| v.to_vec()))
+    }
+
+    /// Records an accepted (or issued) announcement and the clock, atomically, then flushes.
+    pub fn accept_announcement(
+        &self,
+        community: &CommunityId,
+        envelope: &[u8],
+        clock: crate::clock::Clock,
+    ) -> Result<(), Error> {
+        let mut b = Batch::default();
+        b.insert(key(ANNOUNCEMENT, community, &[]), envelope.to_vec());
+        b.insert(key(CLOCK, community, &[]), clock.last.to_be_bytes().to_vec());
+        self.tree.apply(b)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// The CID of the current index, if a run made one.

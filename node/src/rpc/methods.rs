@@ -151,6 +151,118 @@ fn community_view(r: &crate::communities::Record) -> Value {
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EnabledParams {
+    community_id: String,
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IntervalParams {
+    community_id: String,
+    seconds: u64,
+}
+
+/// Updates a community record.
+async fn update_record(
+    ctx: &Ctx,
+    id: crate::community::CommunityId,
+    f: impl FnOnce(&mut crate::communities::Record) + Send + 'static,
+) -> Result<(), ErrorObjectOwned> {
+    let communities = ctx.node.communities.clone();
+    blocking(move || {
+        let mut r = communities
+            .get(&id)
+            .map_err(failed)?
+            .ok_or_else(|| failed(format!("community {id} is not joined")))?;
+        f(&mut r);
+        communities.put(&r).map_err(failed)
+    })
+    .await
+}
+
+/// Registers `archive_*`.
+fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_async_method("archive_createNow", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let outcome = ctx.node.seeder.round(id).await.map_err(failed)?;
+        RpcResult::Ok(json!({
+            "from": outcome.from, "to": outcome.to, "archives": outcome.archives.len(),
+            "messages": outcome.messages, "indexCid": outcome.index_cid,
+        }))
+    })?;
+    m.register_async_method("archive_setEnabled", |p, ctx, _| async move {
+        let params: EnabledParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        update_record(&ctx, id, move |r| r.archives_enabled = params.enabled).await?;
+        RpcResult::Ok(json!({"enabled": params.enabled}))
+    })?;
+    m.register_async_method("archive_getInterval", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let r = ctx
+            .node
+            .communities
+            .get(&id)
+            .map_err(failed)?
+            .ok_or_else(|| failed("community is not joined"))?;
+        RpcResult::Ok(json!({"seconds": r.archive_interval_secs}))
+    })?;
+    m.register_async_method("archive_setInterval", |p, ctx, _| async move {
+        let params: IntervalParams = parse(&p)?;
+        if params.seconds == 0 {
+            return Err(invalid("invalid params: seconds: must be at least 1"));
+        }
+        let id = community_id(&params.community_id)?;
+        update_record(&ctx, id, move |r| r.archive_interval_secs = params.seconds).await?;
+        RpcResult::Ok(json!({"seconds": params.seconds}))
+    })?;
+    m.register_async_method("archive_latestAnnouncement", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let bytes = ctx.node.archive_state.announcement(&id).map_err(failed)?;
+        let a = bytes.and_then(|b| crate::announce::verify(&id, &b).ok()).map(|s| s.announcement);
+        RpcResult::Ok(a.map_or(Value::Null, |a| json!({"clock": a.clock, "cid": a.cid})))
+    })?;
+    m.register_async_method("archive_hasCommunityArchive", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        RpcResult::Ok(json!(ctx.node.archive_state.announcement(&id).map_err(failed)?.is_some()))
+    })?;
+    m.register_async_method("archive_index", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let (node, blocks) = (ctx.node.clone(), ctx.node.blocks.clone());
+        let index = blocking(move || {
+            let bytes = node.archive_state.announcement(&id).map_err(failed)?;
+            let Some(a) = bytes.and_then(|b| crate::announce::verify(&id, &b).ok()).map(|s| s.announcement)
+            else {
+                return Ok(None);
+            };
+            let root: Cid = a.cid.parse().map_err(failed)?;
+            let mut raw = Vec::new();
+            files::cat(&blocks, root, &mut raw)
+                .map_err(|e| failed(format!("index {root} is not downloaded: {e}")))?;
+            let mut ring = crate::archive::seal::KeyRing::default();
+            if let Some(r) = node.communities.get(&id).map_err(failed)? {
+                for k in r.keys().map_err(failed)? {
+                    ring.add(k);
+                }
+            }
+            let plain = crate::archive::seal::open(&raw, &ring).map_err(failed)?;
+            crate::archive::Index::decode(&plain).map(Some).map_err(failed)
+        })
+        .await?;
+        RpcResult::Ok(index.map_or(Value::Null, |i| {
+            serde_json::to_value(crate::json::IndexView::from(&i)).unwrap_or(Value::Null)
+        }))
+    })?;
+    Ok(())
+}
+
 /// Registers `community_*` and `messages_*`.
 fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("community_create", |p, ctx, _| async move {
@@ -336,6 +448,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     })?;
 
     register_communities(&mut m)?;
+    register_archive(&mut m)?;
     m.register_subscription("subscribe_signals", "signal", "unsubscribe_signals", signals_subscription)?;
     Ok(m)
 }

@@ -1,0 +1,196 @@
+//! The control node's seeding loop.
+//!
+//! At start and every `archive_interval` of each community this node controls (archives
+//! enabled): build archives for `[last_archive_end, now)`, store them and the new cumulative index
+//! as pinned DAGs (unpinning the previous index), provide them on the DHT, and announce the index
+//! CID signed by the community key with the next Lamport clock. The latest announcement is
+//! re-published every `republish_interval` so late joiners and lossy links catch up. No messages:
+//! no archive, no index, no announcement.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::builder::{Builder, Outcome, Params};
+use super::state::ArchiveState;
+use super::store_sink::StoreSink;
+use crate::announce::{self, Announcement};
+use crate::blocks::store::BlockStore;
+use crate::communities::{Communities, Record};
+use crate::community::CommunityId;
+use crate::gossip;
+use crate::message_store::MessageStore;
+use crate::network;
+
+/// Settings of archiving (the `[archive]` section of the config file).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Window length of an archive, seconds.
+    pub partition_secs: u64,
+    /// How often the latest announcement is published again, seconds.
+    pub republish_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { partition_secs: super::partition::DEFAULT_PARTITION_SECS, republish_interval_secs: 300 }
+    }
+}
+
+/// What the seeder reports (the daemon turns these into status-go's signals).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Creating { community: CommunityId },
+    Created { community: CommunityId, from: u64, to: u64, archives: usize, index_cid: String },
+    NoneCreated { community: CommunityId, from: u64, to: u64 },
+    Seeding { community: CommunityId, index_cid: String },
+    Failed { community: CommunityId, error: String },
+}
+
+/// Errors of a round.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("community {0} is not controlled by this node")]
+    NotControlled(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// The seeder; cheap to clone.
+#[derive(Clone)]
+pub struct Seeder {
+    pub messages: MessageStore,
+    pub state: ArchiveState,
+    pub blocks: BlockStore,
+    pub communities: Communities,
+    pub network: network::Client,
+    pub config: Config,
+    pub events: broadcast::Sender<Event>,
+}
+
+impl Seeder {
+    /// One round for a controlled community; returns what the builder did.
+    pub async fn round(&self, community: CommunityId) -> Result<Outcome, Error> {
+        let record = self
+            .communities
+            .get(&community)
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .filter(|r| r.control_secret.is_some())
+            .ok_or_else(|| Error::NotControlled(community.to_string()))?;
+        let _ = self.events.send(Event::Creating { community });
+        let result = self.build_and_announce(record).await;
+        if let Err(e) = &result {
+            let _ = self.events.send(Event::Failed { community, error: e.to_string() });
+        }
+        result
+    }
+
+    async fn build_and_announce(&self, record: Record) -> Result<Outcome, Error> {
+        let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
+        let key = record.keys().map_err(|e| Error::Failed(e.to_string()))?.pop();
+        let params = Params {
+            community,
+            from: None,
+            to: now().as_secs(),
+            partition_secs: self.config.partition_secs,
+            topics: Vec::new(),
+            key,
+        };
+        let (builder, blocks) =
+            (Builder::new(self.messages.clone(), self.state.clone()), self.blocks.clone());
+        let outcome = tokio::task::spawn_blocking(move || builder.run(&params, &mut StoreSink::new(blocks)))
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        let Some(index_cid) = outcome.index_cid.clone() else {
+            let _ = self.events.send(Event::NoneCreated { community, from: outcome.from, to: outcome.to });
+            return Ok(outcome);
+        };
+        let _ = self.events.send(Event::Created {
+            community,
+            from: outcome.from,
+            to: outcome.to,
+            archives: outcome.archives.len(),
+            index_cid: index_cid.clone(),
+        });
+        for cid in outcome.archives.iter().map(|a| &a.cid).chain(std::iter::once(&index_cid)) {
+            if let Ok(c) = cid.parse() {
+                if let Err(e) = self.network.provide(c).await {
+                    tracing::debug!(%cid, error = %e, "provide failed");
+                }
+            }
+        }
+        self.announce(&record, index_cid.clone()).await?;
+        let _ = self.events.send(Event::Seeding { community, index_cid });
+        Ok(outcome)
+    }
+
+    /// Signs and publishes an announcement of `index_cid` with the next clock.
+    async fn announce(&self, record: &Record, index_cid: String) -> Result<(), Error> {
+        let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
+        let key = record
+            .control_key()
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .ok_or_else(|| Error::NotControlled(community.to_string()))?;
+        let mut clock = self.state.clock(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let a = Announcement { clock: clock.issue(now().as_millis() as u64), cid: index_cid };
+        let signed = announce::sign(&key, &a);
+        self.state
+            .accept_announcement(&community, &signed.bytes, clock)
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        self.network
+            .publish(gossip::archives_topic(&community), signed.bytes)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))
+    }
+
+    /// Runs rounds when due and re-publishes, until cancelled.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let republish = Duration::from_secs(self.config.republish_interval_secs.max(1));
+        let mut last_republish = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = cancel.cancelled() => return,
+            }
+            let records = match self.communities.list() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list communities");
+                    continue;
+                }
+            };
+            let now_s = now().as_secs();
+            for r in records.iter().filter(|r| r.control_secret.is_some() && r.archives_enabled) {
+                let Ok(c) = r.community_id() else { continue };
+                let due = match self.state.last_archive_end(&c) {
+                    Ok(Some(end)) => end.saturating_add(r.archive_interval_secs),
+                    Ok(None) => 0,
+                    Err(_) => continue,
+                };
+                if now_s >= due {
+                    if let Err(e) = self.round(c).await {
+                        tracing::warn!(community = %c, error = %e, "archive round failed");
+                    }
+                }
+            }
+            if last_republish.elapsed() >= republish {
+                last_republish = tokio::time::Instant::now();
+                for r in records.iter().filter(|r| r.control_secret.is_some()) {
+                    let Ok(c) = r.community_id() else { continue };
+                    if let Ok(Some(bytes)) = self.state.announcement(&c) {
+                        let _ = self.network.publish(gossip::archives_topic(&c), bytes).await;
+                    }
+                }
+            }
+        }
+    }
+}

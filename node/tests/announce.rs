@@ -1,0 +1,135 @@
+//! Archive rounds and signed announcements between real nodes in one process.
+
+use std::time::Duration;
+
+use archive_node::announce::{self, Announcement};
+use archive_node::communities::Invite;
+use archive_node::community::CommunityId;
+use archive_node::crypto::KeyPair;
+use archive_node::data_dir::DataDir;
+use archive_node::message::Topic;
+use archive_node::node::{Config, Event, Node};
+use tokio::sync::broadcast::Receiver;
+use tokio_util::sync::CancellationToken;
+
+struct TestNode {
+    node: Node,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> TestNode {
+    let mut c = Config::default();
+    c.gossip.heartbeat_ms = 200;
+    c.gossip.mesh_n = 2;
+    c.gossip.mesh_n_low = 1;
+    c.gossip.mesh_n_high = 4;
+    c.gossip.mesh_outbound_min = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&DataDir::new(dir.path()), c, CancellationToken::new()).await.unwrap();
+    TestNode { node, _dir: dir }
+}
+
+async fn connect(a: &Node, b: &Node) {
+    a.network.dial(b.network.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+}
+
+/// The next announcement accepted by a node (ignoring other events).
+async fn next_accepted(rx: &mut Receiver<Event>) -> (u64, String) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(Event::AnnouncementAccepted { clock, cid, .. }) = rx.recv().await {
+                return (clock, cid);
+            }
+        }
+    })
+    .await
+    .expect("an announcement is accepted")
+}
+
+/// Archive windows are `[from, to)` in seconds: a round covers a message only once the wall
+/// clock has passed the message's second.
+async fn past(timestamp: u64) {
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    while now() <= timestamp {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn rejected(events: &[Event]) -> usize {
+    events.iter().filter(|e| matches!(e, Event::AnnouncementRejected { .. })).count()
+}
+
+/// Everything received so far.
+fn drain(rx: &mut Receiver<Event>) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
+    let (control, relay, member, attacker) = (start().await, start().await, start().await, start().await);
+    let record = control.node.create_community("general".into(), false).await.unwrap();
+    let id: CommunityId = record.community_id().unwrap();
+    let invite = Invite::decode(&control.node.communities.invite(&id).unwrap().encode()).unwrap();
+    for n in [&relay, &member, &attacker] {
+        n.node.join_community(invite.clone()).await.unwrap();
+    }
+    // control -- relay -- member, and attacker -- relay.
+    connect(&relay.node, &control.node).await;
+    connect(&member.node, &relay.node).await;
+    connect(&attacker.node, &relay.node).await;
+    let mut relay_events = relay.node.subscribe();
+    let mut member_events = member.node.subscribe();
+
+    // Round 1: a message, then an archive, announced with the community key.
+    let m = control.node.send_message(id, Topic::from_name("chat"), b"one".to_vec()).await.unwrap();
+    past(m.timestamp).await;
+    let first = control.node.seeder.round(id).await.unwrap();
+    let (clock1, cid1) = next_accepted(&mut member_events).await;
+    assert_eq!(Some(cid1.clone()), first.index_cid);
+
+    // A forged announcement (another key) from the attacker: rejected by the relay.
+    let forged = announce::sign(
+        &KeyPair::generate(),
+        &Announcement { clock: clock1 + 1_000_000, cid: "bafyforged".into() },
+    );
+    let topic = archive_node::gossip::archives_topic(&id);
+    attacker.node.network.publish(topic.clone(), forged.bytes).await.unwrap();
+    // A replay of round 1 with different bytes (an unknown envelope field), same content.
+    let mut replay = control.node.archive_state.announcement(&id).unwrap().unwrap();
+    replay.extend_from_slice(&[0x78, 0x01]); // field 15, varint 1
+    attacker.node.network.publish(topic, replay).await.unwrap();
+
+    // Round 2 arrives at the member after both, on the same links.
+    let m = control.node.send_message(id, Topic::from_name("chat"), b"two".to_vec()).await.unwrap();
+    past(m.timestamp).await;
+    let second = control.node.seeder.round(id).await.unwrap();
+    let (clock2, cid2) = next_accepted(&mut member_events).await;
+    assert!(clock2 > clock1);
+    assert_eq!(Some(cid2), second.index_cid);
+
+    let member_seen = drain(&mut member_events);
+    assert_eq!(rejected(&member_seen), 0, "the forgery was not forwarded to the member");
+    assert!(
+        !member_seen.iter().any(|e| matches!(e, Event::AnnouncementAccepted { .. })),
+        "the replay was not accepted again"
+    );
+    // The relay saw the forgery and rejected it.
+    let relay_seen = drain(&mut relay_events);
+    assert!(rejected(&relay_seen) >= 1, "{relay_seen:?}");
+    let latest =
+        announce::verify(&id, &member.node.archive_state.announcement(&id).unwrap().unwrap()).unwrap();
+    assert_eq!(latest.announcement.clock, clock2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_without_messages_makes_no_announcement() {
+    let control = start().await;
+    let id = control.node.create_community("quiet".into(), false).await.unwrap().community_id().unwrap();
+    let outcome = control.node.seeder.round(id).await.unwrap();
+    assert!(outcome.archives.is_empty() && outcome.index_cid.is_none());
+    assert!(control.node.archive_state.announcement(&id).unwrap().is_none());
+}
