@@ -6,6 +6,7 @@
 //! limits, identify (`/ipfs/id/1.0.0`), ping, Kademlia in server mode (protocol
 //! `/archive-node/kad/1.0.0` by default), and generic streams for Bitswap.
 
+pub mod announce_codec;
 mod behaviour;
 mod command;
 mod config;
@@ -29,6 +30,9 @@ pub enum Event {
     ListeningOn(Multiaddr),
     /// The peer told us the protocols it speaks.
     PeerIdentified { peer: PeerId, protocols: Vec<String> },
+    /// A peer asks for our latest announcement of a community; answer with
+    /// [`Client::respond_announcement`].
+    AnnouncementRequested { peer: PeerId, community: Vec<u8>, id: u64 },
     /// A gossip message to validate (then report with [`Client::report`]).
     GossipMessage { topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId },
 }

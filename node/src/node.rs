@@ -210,11 +210,51 @@ impl Node {
         Ok(r)
     }
 
-    /// Joins a community from an invite.
+    /// Joins a community from an invite, and asks the connected peers for its latest
+    /// announcement.
     pub async fn join_community(&self, invite: Invite) -> Result<Record, Error> {
         let r = self.blocking(move |n| Ok(n.communities.join(&invite, now_secs())?)).await?;
-        self.set_subscribed(&r.community_id()?, true).await?;
+        let id = r.community_id()?;
+        self.set_subscribed(&id, true).await?;
+        for p in self.network.peers().await? {
+            if let Ok(peer) = p.peer_id.parse() {
+                tokio::spawn(self.clone().pull_announcements(peer, vec![id]));
+            }
+        }
         Ok(r)
+    }
+
+    /// Asks `peer` for its latest announcement of each community, and takes any that is newer.
+    async fn pull_announcements(self, peer: PeerId, communities: Vec<CommunityId>) {
+        for c in communities {
+            match self.network.request_announcement(peer, c.as_bytes().to_vec()).await {
+                Ok(envelope) if !envelope.is_empty() => {
+                    let r = self.blocking(move |n| n.receive_announcement(&c, &envelope, peer)).await;
+                    if let Err(e) = r {
+                        tracing::warn!(%peer, error = %e, "cannot take an announcement");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%peer, error = %e, "announcement request failed"),
+            }
+        }
+    }
+
+    async fn answer_announcement_request(&self, community: Vec<u8>, id: u64) {
+        let envelope = self
+            .blocking(move |n| {
+                let Ok(raw) = <[u8; crate::crypto::PUBLIC_KEY_LEN]>::try_from(&community[..]) else {
+                    return Ok(vec![]);
+                };
+                let c = CommunityId::from_bytes(raw);
+                Ok(n.archive_state
+                    .announcement(&c)
+                    .map_err(|e| Error::Join(e.to_string()))?
+                    .unwrap_or_default())
+            })
+            .await
+            .unwrap_or_default();
+        let _ = self.network.respond_announcement(id, envelope).await;
     }
 
     /// Leaves a community; returns whether it was joined.
@@ -337,6 +377,15 @@ impl Node {
                 ev = net.recv() => match ev {
                     Ok(network::Event::GossipMessage { topic, data, id, source }) => {
                         self.on_gossip(topic, data, id, source).await;
+                    }
+                    Ok(network::Event::AnnouncementRequested { community, id, .. }) => {
+                        self.answer_announcement_request(community, id).await;
+                    }
+                    Ok(network::Event::PeerConnected(peer)) => {
+                        if let Ok(list) = self.communities.list() {
+                            let ids = list.iter().filter_map(|r| r.community_id().ok()).collect();
+                            tokio::spawn(self.clone().pull_announcements(peer, ids));
+                        }
                     }
                     Ok(network::Event::PeerDisconnected(peer)) => self.bitswap.peer_disconnected(&peer),
                     Ok(_) => {}

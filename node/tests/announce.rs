@@ -133,3 +133,29 @@ async fn a_round_without_messages_makes_no_announcement() {
     assert!(outcome.archives.is_empty() && outcome.index_cid.is_none());
     assert!(control.node.archive_state.announcement(&id).unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_the_latest_announcement_by_request() {
+    let (control, late) = (start().await, start().await);
+    let id = control.node.create_community("history".into(), false).await.unwrap().community_id().unwrap();
+    let m =
+        control.node.send_message(id, Topic::from_name("chat"), b"before you came".to_vec()).await.unwrap();
+    past(m.timestamp).await;
+    let round = control.node.seeder.round(id).await.unwrap();
+    // Nobody heard the gossip. The late member joins, then connects.
+    let mut events = late.node.subscribe();
+    late.node
+        .join_community(Invite::decode(&control.node.communities.invite(&id).unwrap().encode()).unwrap())
+        .await
+        .unwrap();
+    connect(&late.node, &control.node).await;
+    let (_, cid) = next_accepted(&mut events).await;
+    assert_eq!(Some(cid), round.index_cid);
+
+    // The protocol itself: the peer answers with exactly its stored envelope, or nothing.
+    let control_peer = control.node.network.local_peer_id();
+    let answer = late.node.network.request_announcement(control_peer, id.as_bytes().to_vec()).await.unwrap();
+    assert_eq!(Some(answer), control.node.archive_state.announcement(&id).unwrap());
+    let unknown = KeyPair::generate().public();
+    assert!(late.node.network.request_announcement(control_peer, unknown.to_vec()).await.unwrap().is_empty());
+}

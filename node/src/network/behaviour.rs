@@ -1,7 +1,7 @@
 //! The composed libp2p behaviour.
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, gossipsub, identify, identity, kad, ping, StreamProtocol};
+use libp2p::{connection_limits, gossipsub, identify, identity, kad, ping, request_response, StreamProtocol};
 
 use super::{Config, Error};
 
@@ -18,6 +18,7 @@ pub(super) struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
+    pub announce: request_response::Behaviour<super::announce_codec::Codec>,
     pub stream: libp2p_stream::Behaviour,
     pub inbound: super::inbound::Behaviour,
 }
@@ -72,6 +73,10 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             kad,
             gossipsub,
+            announce: request_response::Behaviour::new(
+                [(super::announce_codec::PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(std::time::Duration::from_secs(10)),
+            ),
             stream: libp2p_stream::Behaviour::new(),
             inbound,
         };

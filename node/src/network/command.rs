@@ -22,6 +22,8 @@ pub(super) enum Command {
     Subscribe { topic: String, subscribe: bool },
     Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), Error>> },
     Report { id: Vec<u8>, source: PeerId, verdict: crate::gossip::Verdict },
+    RequestAnnouncement { peer: PeerId, community: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, Error>> },
+    RespondAnnouncement { id: u64, envelope: Vec<u8> },
 }
 
 /// A connected peer.
@@ -104,6 +106,16 @@ impl Client {
         verdict: crate::gossip::Verdict,
     ) -> Result<(), Error> {
         self.tx.send(Command::Report { id, source, verdict }).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Asks a peer for its latest announcement of a community (empty: it has none).
+    pub async fn request_announcement(&self, peer: PeerId, community: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.ask(|reply| Command::RequestAnnouncement { peer, community, reply }).await?
+    }
+
+    /// Answers an [`Event::AnnouncementRequested`](super::Event::AnnouncementRequested).
+    pub async fn respond_announcement(&self, id: u64, envelope: Vec<u8>) -> Result<(), Error> {
+        self.tx.send(Command::RespondAnnouncement { id, envelope }).await.map_err(|_| Error::Shutdown)
     }
 
     /// Subscribes to network events (a slow subscriber misses events rather than block the network).

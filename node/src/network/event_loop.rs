@@ -4,7 +4,9 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{gossipsub, identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    gossipsub, identify, identity, kad, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
 use std::collections::HashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +32,9 @@ fn yamux_config() -> yamux::Config {
     c.set_max_num_streams(YAMUX_MAX_STREAMS);
     c
 }
+
+/// Announcement requests from peers awaiting our answer (more are refused).
+const PENDING_INBOUND_REQUESTS: usize = 1024;
 
 /// Publishes waiting for a subscribed peer, per topic (older ones dropped past this).
 const PENDING_PUBLISHES: usize = 256;
@@ -90,6 +95,9 @@ pub async fn start(
         pending_provides: HashMap::new(),
         pending_providers: HashMap::new(),
         pending_publishes: HashMap::new(),
+        pending_requests: HashMap::new(),
+        inbound_requests: HashMap::new(),
+        next_inbound: 0,
     };
     // Wait until every listener reported an address, so callers can print them.
     while lp.pending_listen > 0 {
@@ -122,6 +130,9 @@ struct EventLoop {
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, ProvidersReply)>,
     /// Publishes made before any peer subscribed to their topic, flushed on `Subscribed`.
     pending_publishes: HashMap<gossipsub::TopicHash, std::collections::VecDeque<Vec<u8>>>,
+    pending_requests: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, Error>>>,
+    inbound_requests: HashMap<u64, request_response::ResponseChannel<Vec<u8>>>,
+    next_inbound: u64,
 }
 
 impl EventLoop {
@@ -206,6 +217,15 @@ impl EventLoop {
                     &source,
                     acceptance,
                 );
+            }
+            Command::RequestAnnouncement { peer, community, reply } => {
+                let id = self.swarm.behaviour_mut().announce.send_request(&peer, community);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::RespondAnnouncement { id, envelope } => {
+                if let Some(channel) = self.inbound_requests.remove(&id) {
+                    let _ = self.swarm.behaviour_mut().announce.send_response(channel, envelope);
+                }
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
@@ -313,7 +333,37 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Announce(ev)) => self.on_announce_event(ev),
             _ => {}
+        }
+    }
+
+    fn on_announce_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    if self.inbound_requests.len() >= PENDING_INBOUND_REQUESTS {
+                        tracing::warn!(%peer, "too many announcement requests pending: one refused");
+                        return;
+                    }
+                    let id = self.next_inbound;
+                    self.next_inbound += 1;
+                    self.inbound_requests.insert(id, channel);
+                    self.emit(Event::AnnouncementRequested { peer, community: request, id });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(Error::Gossip(format!("announcement request: {error}"))));
+                }
+            }
+            request_response::Event::InboundFailure { .. } | request_response::Event::ResponseSent { .. } => {
+            }
         }
     }
 
