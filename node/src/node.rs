@@ -145,6 +145,7 @@ impl Node {
             network: started.client.clone(),
             config: config.archive,
             events: tokio::sync::broadcast::channel(EVENT_QUEUE).0,
+            bitswap: bitswap.clone(),
         };
         let node = Node {
             db,
@@ -208,6 +209,15 @@ impl Node {
         let r = self.blocking(move |n| Ok(n.communities.create(&name, encrypted, now_secs())?)).await?;
         self.set_subscribed(&r.community_id()?, true).await?;
         Ok(r)
+    }
+
+    /// Adopts a community record holding its control key: this node becomes a second device of
+    /// the community's control node.
+    pub async fn adopt_community(&self, record: Record) -> Result<Record, Error> {
+        let r = record.clone();
+        self.blocking(move |n| Ok(n.communities.put(&r)?)).await?;
+        self.set_subscribed(&record.community_id()?, true).await?;
+        Ok(record)
     }
 
     /// Joins a community from an invite, and asks the connected peers for its latest

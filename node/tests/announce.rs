@@ -159,3 +159,40 @@ async fn a_late_joiner_gets_the_latest_announcement_by_request() {
     let unknown = KeyPair::generate().public();
     assert!(late.node.network.request_announcement(control_peer, unknown.to_vec()).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_device_merges_the_other_devices_index_before_announcing() {
+    let (first, second) = (start().await, start().await);
+    let mut record = first.node.create_community("two devices".into(), false).await.unwrap();
+    let id = record.community_id().unwrap();
+    // Explicit rounds only, so the test decides who builds what.
+    record.archives_enabled = false;
+    first.node.communities.put(&record).unwrap();
+    second.node.adopt_community(record).await.unwrap();
+    connect(&second.node, &first.node).await;
+    let mut second_events = second.node.subscribe();
+    let mut first_events = first.node.subscribe();
+
+    // The first device archives a message and announces.
+    let m = first.node.send_message(id, Topic::from_name("chat"), b"from device one".to_vec()).await.unwrap();
+    past(m.timestamp).await;
+    let one = first.node.seeder.round(id).await.unwrap();
+    let (clock1, _) = next_accepted(&mut second_events).await;
+
+    // The second device archives its own message: its index must keep the first device's archive.
+    let m =
+        second.node.send_message(id, Topic::from_name("chat"), b"from device two".to_vec()).await.unwrap();
+    past(m.timestamp).await;
+    let two = second.node.seeder.round(id).await.unwrap();
+    let (clock2, cid2) = next_accepted(&mut first_events).await;
+    assert!(clock2 > clock1, "the second device's clock passed the one it observed");
+    assert_eq!(Some(cid2.clone()), two.index_cid);
+
+    let merged_cid: archive_node::blocks::cid::Cid = cid2.parse().unwrap();
+    let mut raw = Vec::new();
+    archive_node::blocks::files::cat(&second.node.blocks, merged_cid, &mut raw).unwrap();
+    let merged = archive_node::archive::Index::decode(&raw).unwrap();
+    for archive in one.archives.iter().chain(&two.archives) {
+        assert!(merged.archives.contains_key(&archive.id), "archive {} kept", archive.id);
+    }
+}

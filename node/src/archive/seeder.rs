@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::builder::{Builder, Outcome, Params};
+use super::builder::{Builder, Outcome, Params, Sink};
+use super::index::Index;
+use super::seal::{self, KeyRing};
 use super::state::ArchiveState;
 use super::store_sink::StoreSink;
 use crate::announce::{self, Announcement};
@@ -73,7 +75,12 @@ pub struct Seeder {
     pub network: network::Client,
     pub config: Config,
     pub events: broadcast::Sender<Event>,
+    /// Fetches another device's index to merge.
+    pub bitswap: crate::bitswap::Bitswap,
 }
+
+/// Longest a round waits for another device's index.
+const MERGE_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Seeder {
     /// One round for a controlled community; returns what the builder did.
@@ -113,6 +120,9 @@ impl Seeder {
             let _ = self.events.send(Event::NoneCreated { community, from: outcome.from, to: outcome.to });
             return Ok(outcome);
         };
+        let index_cid = self.merge_other_device(&record, index_cid).await?;
+        let mut outcome = outcome;
+        outcome.index_cid = Some(index_cid.clone());
         let _ = self.events.send(Event::Created {
             community,
             from: outcome.from,
@@ -130,6 +140,92 @@ impl Seeder {
         self.announce(&record, index_cid.clone()).await?;
         let _ = self.events.send(Event::Seeding { community, index_cid });
         Ok(outcome)
+    }
+
+    /// A second device holding the same community key may have announced an index we do not
+    /// have: merge it into ours (union by archive id) so racing devices never drop an archive.
+    /// Returns the CID to announce.
+    async fn merge_other_device(&self, record: &Record, ours: String) -> Result<String, Error> {
+        let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
+        let accepted = self.state.announcement(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let Some(theirs) =
+            accepted.and_then(|b| announce::verify(&community, &b).ok()).map(|s| s.announcement.cid)
+        else {
+            return Ok(ours);
+        };
+        if theirs == ours {
+            return Ok(ours);
+        }
+        let theirs_cid: crate::blocks::cid::Cid =
+            theirs.parse().map_err(|e| Error::Failed(format!("{e}")))?;
+        let complete = {
+            let blocks = self.blocks.clone();
+            tokio::task::spawn_blocking(move || blocks.is_complete(&theirs_cid))
+                .await
+                .map_err(|e| Error::Failed(e.to_string()))?
+                .map_err(|e| Error::Failed(e.to_string()))?
+        };
+        if !complete {
+            let peers: Vec<_> = self
+                .network
+                .peers()
+                .await
+                .map_err(|e| Error::Failed(e.to_string()))?
+                .iter()
+                .filter_map(|p| p.peer_id.parse().ok())
+                .collect();
+            let (tx, _rx) = tokio::sync::watch::channel(crate::bitswap::Progress::default());
+            match tokio::time::timeout(MERGE_FETCH_TIMEOUT, self.bitswap.fetch(theirs_cid, peers, tx)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(%theirs, error = %e, "cannot fetch the other device's index; announcing ours");
+                    return Ok(ours);
+                }
+                Err(_) => {
+                    tracing::warn!(%theirs, "timed out fetching the other device's index; announcing ours");
+                    return Ok(ours);
+                }
+            }
+        }
+        let (blocks, state) = (self.blocks.clone(), self.state.clone());
+        let key = record.keys().map_err(|e| Error::Failed(e.to_string()))?;
+        let ours_cid: crate::blocks::cid::Cid = ours.parse().map_err(|e| Error::Failed(format!("{e}")))?;
+        tokio::task::spawn_blocking(move || -> Result<String, Error> {
+            let ring = key.iter().cloned().fold(KeyRing::default(), |mut r, k| {
+                r.add(k);
+                r
+            });
+            let read = |cid| -> Result<Index, Error> {
+                let mut raw = Vec::new();
+                crate::blocks::files::cat(&blocks, cid, &mut raw)
+                    .map_err(|e| Error::Failed(e.to_string()))?;
+                let plain = seal::open(&raw, &ring).map_err(|e| Error::Failed(e.to_string()))?;
+                Index::decode(&plain).map_err(|e| Error::Failed(e.to_string()))
+            };
+            let mut merged = read(ours_cid)?;
+            let before = merged.archives.len();
+            merged.merge(&read(theirs_cid)?);
+            if merged.archives.len() == before {
+                return Ok(ours);
+            }
+            let plain = merged.encode();
+            let bytes = match key.last() {
+                Some(k) => seal::seal(k, &plain),
+                None => plain,
+            };
+            let mut sink = StoreSink::new(blocks.clone());
+            let merged_cid = sink.put(&bytes).map_err(|e| Error::Failed(e.to_string()))?;
+            // Our un-merged index is superseded; later rounds build on the merged entries.
+            blocks.unpin(&ours_cid).map_err(|e| Error::Failed(e.to_string()))?;
+            let entries: Vec<_> = merged.archives.into_iter().collect();
+            // end 0: last_archive_end only moves forward, so it stays where this round put it.
+            state
+                .commit_round(&community, &entries, Some(&merged_cid), 0)
+                .map_err(|e| Error::Failed(e.to_string()))?;
+            Ok(merged_cid)
+        })
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?
     }
 
     /// Signs and publishes an announcement of `index_cid` with the next clock.
