@@ -120,6 +120,9 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
     // The relay saw the forgery and rejected it.
     let relay_seen = drain(&mut relay_events);
     assert!(rejected(&relay_seen) >= 1, "{relay_seen:?}");
+    // And penalised the attacker through gossipsub's scoring.
+    let score = relay.node.network.peer_score(attacker.node.network.local_peer_id()).await.unwrap();
+    assert!(score.is_some_and(|s| s < -50.0), "attacker's score at the relay: {score:?}");
     let latest =
         announce::verify(&id, &member.node.archive_state.announcement(&id).unwrap().unwrap()).unwrap();
     assert_eq!(latest.announcement.clock, clock2);

@@ -47,13 +47,15 @@ async fn wait_stored(events: &mut tokio::sync::broadcast::Receiver<Event>, hash:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
-    let (control, member) = (start().await, start().await);
+    let (control, member, attacker) = (start().await, start().await, start().await);
     let community = control.node.create_community("general".into(), false).await.unwrap();
     let id = community.community_id().unwrap();
     let invite = control.node.communities.invite(&id).unwrap().encode();
-    member.node.join_community(Invite::decode(&invite).unwrap()).await.unwrap();
     let addr = control.node.network.listen_addrs().await.unwrap()[0].clone();
-    member.node.network.dial(addr).await.unwrap();
+    for n in [&member, &attacker] {
+        n.node.join_community(Invite::decode(&invite).unwrap()).await.unwrap();
+        n.node.network.dial(addr.clone()).await.unwrap();
+    }
     let mut events = control.node.subscribe();
 
     // Forgeries first: a signed message whose payload was changed afterwards (the hash no longer
@@ -67,7 +69,7 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
         Message::new_signed(&author, &id, Topic::from_name("chat"), 1_700_000_001, b"x".to_vec());
     malformed.sig.truncate(64);
     for forged in [&tampered, &malformed] {
-        member.node.network.publish(topic.clone(), forged.encode()).await.unwrap();
+        attacker.node.network.publish(topic.clone(), forged.encode()).await.unwrap();
     }
 
     let sent = member
@@ -77,6 +79,19 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
         .unwrap();
     wait_stored(&mut events, sent.hash).await;
 
+    // The forgeries came on another connection, in no fixed order with the valid message: wait
+    // until the attacker's score shows they were judged and rejected (no event reports scores).
+    let attacker_id = attacker.node.network.local_peer_id();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if control.node.network.peer_score(attacker_id).await.unwrap().is_some_and(|s| s < -50.0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the attacker is penalised for forwarding forgeries");
     let page = control.node.messages.query(&id, &Query::default()).unwrap();
     assert_eq!(page.messages, vec![sent], "stored byte-exact, and only the valid message");
 }

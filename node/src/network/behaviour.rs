@@ -23,6 +23,22 @@ pub(super) struct Behaviour {
     pub inbound: super::inbound::Behaviour,
 }
 
+/// Scoring of a community topic: a peer is penalised for what it forwards that our checks
+/// reject (P4), and not for being quiet (a community may be silent for days).
+pub(super) fn topic_score_params() -> libp2p::gossipsub::TopicScoreParams {
+    libp2p::gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        first_message_deliveries_weight: 0.1,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // One forged message forwarded puts a peer under the graylist threshold (-80).
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    }
+}
+
 impl Behaviour {
     pub fn new(
         key: &identity::Keypair,
@@ -61,9 +77,17 @@ impl Behaviour {
             .mesh_outbound_min(gossip.mesh_outbound_min)
             .build()
             .map_err(|e| Error::Setup(format!("gossipsub config: {e}")))?;
-        let gossipsub =
+        let mut gossipsub =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
                 .map_err(|e| Error::Setup(format!("gossipsub: {e}")))?;
+        let score = gossipsub::PeerScoreParams {
+            // Many honest peers share an address (NATs; every test peer is on 127.0.0.1).
+            ip_colocation_factor_weight: 0.0,
+            ..Default::default()
+        };
+        gossipsub
+            .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
+            .map_err(|e| Error::Setup(format!("gossipsub scoring: {e}")))?;
         let behaviour = Self {
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(

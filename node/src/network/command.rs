@@ -24,6 +24,7 @@ pub(super) enum Command {
     Report { id: Vec<u8>, source: PeerId, verdict: crate::gossip::Verdict },
     RequestAnnouncement { peer: PeerId, community: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, Error>> },
     RespondAnnouncement { id: u64, envelope: Vec<u8> },
+    PeerScore { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
 }
 
 /// A connected peer.
@@ -116,6 +117,11 @@ impl Client {
     /// Answers an [`Event::AnnouncementRequested`](super::Event::AnnouncementRequested).
     pub async fn respond_announcement(&self, id: u64, envelope: Vec<u8>) -> Result<(), Error> {
         self.tx.send(Command::RespondAnnouncement { id, envelope }).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// A peer's gossipsub score (negative: it forwarded what we rejected).
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, Error> {
+        self.ask(|reply| Command::PeerScore { peer, reply }).await
     }
 
     /// Subscribes to network events (a slow subscriber misses events rather than block the network).

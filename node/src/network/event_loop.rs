@@ -184,6 +184,14 @@ impl EventLoop {
                     if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&t) {
                         tracing::warn!(topic = %t, error = %e, "cannot subscribe");
                     }
+                    if let Err(e) = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .set_topic_params(t.clone(), super::behaviour::topic_score_params())
+                    {
+                        tracing::warn!(topic = %t, error = e, "cannot set topic scoring");
+                    }
                 } else {
                     self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
                     self.pending_publishes.remove(&t.hash());
@@ -217,6 +225,9 @@ impl EventLoop {
                     &source,
                     acceptance,
                 );
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
             Command::RequestAnnouncement { peer, community, reply } => {
                 let id = self.swarm.behaviour_mut().announce.send_request(&peer, community);
