@@ -42,6 +42,8 @@ pub struct RpcConfig {
     pub max_request_bytes: u32,
     /// Largest response body in bytes (a `blocks_cat` of up to 32 MiB in base64 fits).
     pub max_response_bytes: u32,
+    /// Serve `debug_*` methods (publishing raw gossip): for hostile-peer tests only.
+    pub debug_methods: bool,
 }
 
 /// The default RPC port.
@@ -54,6 +56,7 @@ impl Default for RpcConfig {
             max_connections: 100,
             max_request_bytes: 48 * 1024 * 1024,
             max_response_bytes: 48 * 1024 * 1024,
+            debug_methods: false,
         }
     }
 }

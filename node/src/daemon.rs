@@ -79,6 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         node: node.clone(),
         signals,
         max_cat_bytes: u64::from(config.rpc.max_response_bytes) / 4 * 3 - 1024,
+        debug_methods: config.rpc.debug_methods,
     };
     let server = rpc::server::start(&config.rpc, ctx, Token::new(token), metrics).await?;
     write_atomic(&dir.rpc_port(), server.addr.port().to_string().as_bytes())

@@ -38,6 +38,8 @@ pub struct Ctx {
     pub signals: Signals,
     /// Largest file `blocks_cat` returns inline.
     pub max_cat_bytes: u64,
+    /// Serve `debug_*` methods.
+    pub debug_methods: bool,
 }
 
 fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
@@ -183,6 +185,24 @@ async fn update_record(
     .await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishParams {
+    topic: String,
+    data: String,
+}
+
+/// Registers `debug_publish`: publishes raw bytes on a gossip topic, as a hostile peer would.
+fn register_debug(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_async_method("debug_publish", |p, ctx, _| async move {
+        let params: PublishParams = parse(&p)?;
+        let data = from_b64(&params.data).map_err(|e| invalid(format!("invalid params: data: {e}")))?;
+        ctx.node.network.publish(params.topic, data).await.map_err(failed)?;
+        RpcResult::Ok(json!({}))
+    })?;
+    Ok(())
+}
+
 /// Registers `archive_*`.
 fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("archive_createNow", |p, ctx, _| async move {
@@ -224,8 +244,11 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         let params: CommunityParams = parse(&p)?;
         let id = community_id(&params.community_id)?;
         let bytes = ctx.node.archive_state.announcement(&id).map_err(failed)?;
-        let a = bytes.and_then(|b| crate::announce::verify(&id, &b).ok()).map(|s| s.announcement);
-        RpcResult::Ok(a.map_or(Value::Null, |a| json!({"clock": a.clock, "cid": a.cid})))
+        let signed = bytes.and_then(|b| crate::announce::verify(&id, &b).ok());
+        RpcResult::Ok(signed.map_or(
+            Value::Null,
+            |s| json!({"clock": s.announcement.clock, "cid": s.announcement.cid, "envelope": b64(&s.bytes)}),
+        ))
     })?;
     m.register_async_method("archive_hasCommunityArchive", |p, ctx, _| async move {
         let params: CommunityParams = parse(&p)?;
@@ -350,6 +373,7 @@ fn added(imported: crate::blocks::unixfs::Imported) -> Value {
 
 /// Builds the module with every method.
 pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
+    let debug = ctx.debug_methods;
     let mut m = RpcModule::new(ctx);
 
     m.register_async_method("node_info", |_p, ctx, _| async move {
@@ -449,6 +473,9 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
 
     register_communities(&mut m)?;
     register_archive(&mut m)?;
+    if debug {
+        register_debug(&mut m)?;
+    }
     m.register_subscription("subscribe_signals", "signal", "unsubscribe_signals", signals_subscription)?;
     Ok(m)
 }

@@ -1,0 +1,81 @@
+"""Signed announcements between real daemons: forgeries rejected and not forwarded, replays
+ignored, late joiners served by any peer. The attacker is a daemon with debug_publish enabled."""
+
+import base64
+import time
+
+from clients.signals import SignalListener
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def archive_round(control, cid, payload: bytes) -> dict:
+    sent = control.rpc.call("messages_send", {"communityId": cid, "topic": "chat", "payload": b64(payload)})
+    while time.time() < sent["timestamp"] + 1:  # windows are [from, to) in whole seconds
+        time.sleep(0.05)
+    return control.rpc.call("archive_createNow", {"communityId": cid})
+
+
+def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb2):
+    control, relay, member, attacker = daemons(), daemons(), daemons(), daemons(debug=True)
+    created = control.rpc.call("community_create", {"name": "announcements"})
+    cid, topic = created["communityId"], f"/archive-node/1/{created['communityId']}/archives"
+    for d in (relay, member, attacker):
+        d.rpc.call("community_join", {"invite": created["invite"]})
+    # control -- relay -- member, attacker -- relay
+    relay.rpc.call("node_connect", {"multiaddr": control.addr})
+    member.rpc.call("node_connect", {"multiaddr": relay.addr})
+    attacker.rpc.call("node_connect", {"multiaddr": relay.addr})
+    on_relay, on_member = SignalListener(relay.url, relay.token), SignalListener(member.url, member.token)
+    try:
+        first = archive_round(control, cid, b"one")
+        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == first["indexCid"])
+
+        latest = control.rpc.call("archive_latestAnnouncement", {"communityId": cid})
+        envelope = archive_pb2.SignedEnvelope()
+        envelope.ParseFromString(base64.b64decode(latest["envelope"]))
+        # Forged: a newer clock in the payload under the old signature (it recovers another key).
+        payload = archive_pb2.ArchiveIndexCidMessage()
+        payload.ParseFromString(envelope.payload)
+        payload.clock += 10_000_000
+        payload.cid = "bafkreiforged"
+        forged = archive_pb2.SignedEnvelope(signature=envelope.signature, payload=payload.SerializeToString(), type=envelope.type)
+        attacker.rpc.call("debug_publish", {"topic": topic, "data": b64(forged.SerializeToString())})
+        # Replay: the genuine first announcement, with an unknown field so gossip sees new bytes.
+        attacker.rpc.call("debug_publish", {"topic": topic, "data": b64(envelope.SerializeToString() + b"\x78\x01")})
+        on_relay.wait_for_signal("community.archiveAnnouncementRejected", lambda e: e["communityId"] == cid)
+
+        second = archive_round(control, cid, b"two")
+        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == second["indexCid"])
+        # The member may meet the attacker directly (DHT queries dial peers) and reject the forgery
+        # itself; what must never happen is an honest peer forwarding it.
+        attacker_id = attacker.rpc.call("node_info")["peerId"]
+        rejected_from = {s["event"]["peerId"] for s in on_member.seen if s["type"] == "community.archiveAnnouncementRejected"}
+        assert rejected_from <= {attacker_id}, f"forwarded by an honest peer: {rejected_from}"
+        accepted = [s["event"]["indexCid"] for s in on_member.seen if s["type"] == "community.archiveAnnouncementAccepted"]
+        assert accepted == [first["indexCid"], second["indexCid"]], "the replay was ignored"
+    finally:
+        on_relay.close()
+        on_member.close()
+    assert member.rpc.call("archive_latestAnnouncement", {"communityId": cid})["cid"] == second["indexCid"]
+
+    # A late joiner connected only to the member gets the latest announcement from it.
+    late = daemons()
+    on_late = SignalListener(late.url, late.token)
+    try:
+        late.rpc.call("community_join", {"invite": created["invite"]})
+        late.rpc.call("node_connect", {"multiaddr": member.addr})
+        on_late.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == second["indexCid"])
+    finally:
+        on_late.close()
+
+
+def test_debug_methods_are_off_by_default(daemons):
+    from clients.rpc import RpcError
+    import pytest
+    d = daemons()
+    with pytest.raises(RpcError) as e:
+        d.rpc.call("debug_publish", {"topic": "t", "data": ""})
+    assert e.value.code == -32601  # method not found
