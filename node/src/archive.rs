@@ -5,6 +5,7 @@ pub mod builder;
 pub mod format;
 pub mod index;
 pub mod partition;
+pub mod schedule;
 pub mod seal;
 pub mod seeder;
 pub mod state;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::builder::{Builder, Outcome, Params, Sink};
 use super::index::Index;
+use super::schedule::{handle_tick, CommunityState};
 use super::seal::{self, KeyRing};
 use super::state::ArchiveState;
 use super::store_sink::StoreSink;
@@ -257,34 +258,46 @@ impl Seeder {
                 _ = tick.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            let records = match self.communities.list() {
-                Ok(r) => r,
+            let (communities, state) = (self.communities.clone(), self.state.clone());
+            let states = tokio::task::spawn_blocking(move || -> Result<Vec<CommunityState>, String> {
+                let mut out = Vec::new();
+                for r in communities.list().map_err(|e| e.to_string())? {
+                    let Ok(id) = r.community_id() else { continue };
+                    out.push(CommunityState {
+                        id,
+                        control: r.control_secret.is_some(),
+                        archives_enabled: r.archives_enabled,
+                        interval_secs: r.archive_interval_secs,
+                        last_archive_end: state.last_archive_end(&id).map_err(|e| e.to_string())?,
+                    });
+                }
+                Ok(out)
+            })
+            .await;
+            let states = match states {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the communities");
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot list communities");
+                    tracing::warn!(error = %e, "seeding tick failed");
                     continue;
                 }
             };
-            let now_s = now().as_secs();
-            for r in records.iter().filter(|r| r.control_secret.is_some() && r.archives_enabled) {
-                let Ok(c) = r.community_id() else { continue };
-                let due = match self.state.last_archive_end(&c) {
-                    Ok(Some(end)) => end.saturating_add(r.archive_interval_secs),
-                    Ok(None) => 0,
-                    Err(_) => continue,
-                };
-                if now_s >= due {
-                    if let Err(e) = self.round(c).await {
-                        tracing::warn!(community = %c, error = %e, "archive round failed");
-                    }
+            let republish_due = last_republish.elapsed() >= republish;
+            if republish_due {
+                last_republish = tokio::time::Instant::now();
+            }
+            let actions = handle_tick(&states, now().as_secs(), republish_due);
+            for c in actions.rounds {
+                if let Err(e) = self.round(c).await {
+                    tracing::warn!(community = %c, error = %e, "archive round failed");
                 }
             }
-            if last_republish.elapsed() >= republish {
-                last_republish = tokio::time::Instant::now();
-                for r in records.iter().filter(|r| r.control_secret.is_some()) {
-                    let Ok(c) = r.community_id() else { continue };
-                    if let Ok(Some(bytes)) = self.state.announcement(&c) {
-                        let _ = self.network.publish(gossip::archives_topic(&c), bytes).await;
-                    }
+            for c in actions.republish {
+                if let Ok(Some(bytes)) = self.state.announcement(&c) {
+                    let _ = self.network.publish(gossip::archives_topic(&c), bytes).await;
                 }
             }
         }
