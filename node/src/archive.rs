@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod format;
+pub mod importer;
 pub mod index;
 pub mod partition;
 pub mod schedule;

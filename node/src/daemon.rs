@@ -150,6 +150,30 @@ async fn forward_node_signals(node: Node, signals: Signals, cancel: Cancellation
                     names::ANNOUNCEMENT_ACCEPTED,
                     json!({"communityId": community.to_string(), "clock": clock, "indexCid": cid}),
                 ),
+                Ok(node::Event::IndexDownloaded { community, cid }) => signals.emit(
+                    names::INDEX_DOWNLOADED,
+                    json!({"communityId": community.to_string(), "indexCid": cid}),
+                ),
+                Ok(node::Event::DownloadingStarted { community, archives }) => signals.emit(
+                    names::DOWNLOADING_STARTED,
+                    json!({"communityId": community.to_string(), "archives": archives}),
+                ),
+                Ok(node::Event::ArchiveDownloaded { community, archive_id, from, to }) => signals.emit(
+                    names::ARCHIVE_DOWNLOADED,
+                    json!({"communityId": community.to_string(), "archiveId": archive_id, "from": from, "to": to}),
+                ),
+                Ok(node::Event::ImportStarted { community, archive_id }) => signals.emit(
+                    names::IMPORT_STARTED,
+                    json!({"communityId": community.to_string(), "archiveId": archive_id}),
+                ),
+                Ok(node::Event::Imported { community, archive_id, outcome }) => signals.emit(
+                    names::IMPORT_FINISHED,
+                    json!({"communityId": community.to_string(), "archiveId": archive_id,
+                           "imported": outcome.imported, "duplicates": outcome.duplicates, "rejected": outcome.rejected}),
+                ),
+                Ok(node::Event::DownloadingFinished { community }) => {
+                    signals.emit(names::DOWNLOADING_FINISHED, json!({"communityId": community.to_string()}))
+                }
                 Ok(node::Event::AnnouncementRejected { community, source, reason }) => signals.emit(
                     names::ANNOUNCEMENT_REJECTED,
                     json!({"communityId": community.to_string(), "peerId": source.to_string(), "reason": reason}),

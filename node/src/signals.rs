@@ -21,6 +21,12 @@ pub mod names {
     pub const NO_ARCHIVES_CREATED: &str = "community.noHistoryArchivesCreated";
     pub const ARCHIVES_SEEDING: &str = "community.historyArchivesSeeding";
     pub const ARCHIVES_FAILED: &str = "community.historyArchivesFailed";
+    pub const INDEX_DOWNLOADED: &str = "community.archiveIndexDownloadCompleted";
+    pub const DOWNLOADING_STARTED: &str = "community.downloadingHistoryArchivesStarted";
+    pub const ARCHIVE_DOWNLOADED: &str = "community.historyArchiveDownloaded";
+    pub const DOWNLOADING_FINISHED: &str = "community.downloadingHistoryArchivesFinished";
+    pub const IMPORT_STARTED: &str = "community.importingHistoryArchiveMessagesStarted";
+    pub const IMPORT_FINISHED: &str = "community.importingHistoryArchiveMessagesFinished";
     pub const ANNOUNCEMENT_ACCEPTED: &str = "community.archiveAnnouncementAccepted";
     pub const ANNOUNCEMENT_REJECTED: &str = "community.archiveAnnouncementRejected";
 }

@@ -10,6 +10,7 @@ const END: &[u8] = b"end/";
 const ENTRY: &[u8] = b"entry/";
 const INDEX_CID: &[u8] = b"index_cid/";
 const CLOCK: &[u8] = b"clock/";
+const DOWNLOADED: &[u8] = b"downloaded/";
 const ANNOUNCEMENT: &[u8] = b"announcement/";
 
 /// Errors of the archive state.
@@ -88,6 +89,34 @@ impl ArchiveState {
         b.insert(key(ANNOUNCEMENT, community, &[]), envelope.to_vec());
         b.insert(key(CLOCK, community, &[]), clock.last.to_be_bytes().to_vec());
         self.tree.apply(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Archives a member downloaded, by id, with whether they were imported.
+    pub fn downloaded(
+        &self,
+        community: &CommunityId,
+    ) -> Result<std::collections::BTreeMap<String, bool>, Error> {
+        let prefix = key(DOWNLOADED, community, &[]);
+        let mut out = std::collections::BTreeMap::new();
+        for row in self.tree.scan_prefix(&prefix) {
+            let (k, v) = row?;
+            let id = String::from_utf8(k[prefix.len()..].to_vec())
+                .map_err(|_| Error::Corrupt("archive id".into()))?;
+            out.insert(id, v.first() == Some(&1));
+        }
+        Ok(out)
+    }
+
+    /// Records an archive as downloaded (`imported` false) or imported, durably.
+    pub fn mark_downloaded(
+        &self,
+        community: &CommunityId,
+        archive_id: &str,
+        imported: bool,
+    ) -> Result<(), Error> {
+        self.tree.insert(&key(DOWNLOADED, community, archive_id.as_bytes()), &[u8::from(imported)])?;
         self.db.flush()?;
         Ok(())
     }
