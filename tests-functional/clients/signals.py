@@ -30,9 +30,16 @@ class SignalListener:
             if msg.get("method") == "signal":
                 self.received.put(msg["params"]["result"])
 
-    def wait_for_signal(self, kind: str, predicate=lambda event: True, timeout: float = 30) -> dict:
-        """Returns the first signal of `kind` whose event satisfies `predicate` (earlier ones count)."""
-        for s in self.seen:
+    def mark(self) -> int:
+        """A position in the stream: `wait_for_signal(..., since=mark)` ignores what came before."""
+        while not self.received.empty():
+            self.seen.append(self.received.get_nowait())
+        return len(self.seen)
+
+    def wait_for_signal(self, kind: str, predicate=lambda event: True, timeout: float = 30, since: int = 0) -> dict:
+        """Returns the first signal of `kind` whose event satisfies `predicate`, among those seen
+        from position `since` on (earlier ones count by default)."""
+        for s in self.seen[since:]:
             if s["type"] == kind and predicate(s["event"]):
                 return s["event"]
         deadline = time.monotonic() + timeout

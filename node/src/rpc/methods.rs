@@ -250,6 +250,19 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
             |s| json!({"clock": s.announcement.clock, "cid": s.announcement.cid, "envelope": b64(&s.bytes)}),
         ))
     })?;
+    m.register_async_method("archive_downloadedArchiveIds", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let downloaded = ctx.node.archive_state.downloaded(&id).map_err(failed)?;
+        RpcResult::Ok(json!(downloaded.into_keys().collect::<Vec<_>>()))
+    })?;
+    m.register_async_method("archive_importProgress", |p, ctx, _| async move {
+        let params: CommunityParams = parse(&p)?;
+        let id = community_id(&params.community_id)?;
+        let downloaded = ctx.node.archive_state.downloaded(&id).map_err(failed)?;
+        let imported = downloaded.values().filter(|i| **i).count();
+        RpcResult::Ok(json!({"downloaded": downloaded.len(), "imported": imported}))
+    })?;
     m.register_async_method("archive_hasCommunityArchive", |p, ctx, _| async move {
         let params: CommunityParams = parse(&p)?;
         let id = community_id(&params.community_id)?;

@@ -1,0 +1,25 @@
+"""Steps shared by the community tests (like status-go's tests-functional steps/)."""
+
+import base64
+import time
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def send(node, cid: str, payload: bytes, topic: str = "chat") -> dict:
+    return node.rpc.call("messages_send", {"communityId": cid, "topic": topic, "payload": b64(payload)})
+
+
+def archive_now(control, cid: str, after_timestamp: int) -> dict:
+    """One seeding round once the wall clock passed `after_timestamp` (windows are [from, to) in seconds)."""
+    while time.time() < after_timestamp + 1:
+        time.sleep(0.05)
+    return control.rpc.call("archive_createNow", {"communityId": cid})
+
+
+def join(node, invite: str, peer_addr: str | None = None):
+    node.rpc.call("community_join", {"invite": invite})
+    if peer_addr:
+        node.rpc.call("node_connect", {"multiaddr": peer_addr})
