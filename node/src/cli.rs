@@ -3,6 +3,7 @@
 mod archive;
 mod blocks;
 mod client;
+mod community;
 mod daemon;
 mod keygen;
 mod net;
@@ -62,6 +63,15 @@ enum Command {
     Signals(client::InfoArgs),
     /// Size, blocks, completeness and pins of a DAG, as JSON (same as `blocks stat`).
     Stat(blocks::StatArgs),
+    /// Create, join, list and follow communities (through the daemon).
+    #[command(subcommand)]
+    Community(community::CommunityCommand),
+    /// Send a message to a community (through the daemon).
+    Send(community::SendArgs),
+    /// Print a community's stored messages as JSON lines (through the daemon).
+    Messages(community::MessagesArgs),
+    /// A community's archives from its latest index, and which are downloaded (through the daemon).
+    Archives(community::ArchivesArgs),
     /// Serve the block store over Bitswap until interrupted; prints each listen address.
     Serve(net::ServeArgs),
     /// Fetch a DAG over Bitswap into the block store (progress bar on a terminal).
@@ -153,6 +163,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(a) => client::peers(a),
         Command::Signals(a) => client::signals(a),
         Command::Stat(a) => blocks::stat(a),
+        Command::Community(c) => community::run(c),
+        Command::Send(a) => community::send(a),
+        Command::Messages(a) => community::messages(a),
+        Command::Archives(a) => community::archives(a),
         Command::Serve(a) => net::serve(a),
         Command::Fetch(a) => net::fetch(a),
     }

@@ -54,6 +54,12 @@ pub enum ArchiveCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run one seeding round of a community now on the running daemon (its control node).
+    CreateNow {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        community_id: String,
+    },
     /// Decode an archive or index file and print it as JSON.
     Inspect {
         /// The file (an archive or an index, sealed or not).
@@ -90,6 +96,12 @@ pub fn run(cmd: ArchiveCommand) -> anyhow::Result<()> {
                 "index": sink.index_path.map(|p| p.display().to_string()), "index_cid": outcome.index_cid,
             }}))?;
             Ok(())
+        }
+        ArchiveCommand::CreateNow { data_dir, community_id } => {
+            let v = super::client::with_daemon(&data_dir, async |e| {
+                Ok(e.call("archive_createNow", json!({"communityId": community_id})).await?)
+            })?;
+            Ok(super::out(v)?)
         }
         ArchiveCommand::Inspect { file, key } => {
             let mut keys = KeyRing::default();

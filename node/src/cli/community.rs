@@ -1,0 +1,222 @@
+//! Community commands, all clients of a running daemon: `community create|join|list|invite|sync`,
+//! `send`, `messages`, `archives`.
+
+use std::io::IsTerminal;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::client::with_daemon;
+use super::DataDirArg;
+use crate::json::b64;
+
+#[derive(Subcommand, Debug)]
+pub enum CommunityCommand {
+    /// Create a community; this node holds its key and becomes its control node. Prints its id
+    /// and invite.
+    Create {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// Display name.
+        name: String,
+        /// Seal its archives and index with an archive key (carried in the invite).
+        #[arg(long)]
+        encrypted: bool,
+    },
+    /// Join a community from an invite (`anode1...`).
+    Join {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        invite: String,
+    },
+    /// List the communities this node takes part in, as JSON lines.
+    List {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+    },
+    /// Print the invite of a community.
+    Invite {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        community_id: String,
+    },
+    /// Follow a member catching up on a community's history until it is imported (a progress
+    /// bar of archives on a terminal, JSON signal lines otherwise).
+    Sync {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        community_id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+    community_id: String,
+    /// Topic: a name, or 0x + 8 hex digits.
+    topic: String,
+    /// The message text (its UTF-8 bytes are the payload).
+    text: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MessagesArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+    community_id: String,
+    /// Only these topics (repeatable).
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    /// From (inclusive), unix seconds.
+    #[arg(long)]
+    from: Option<u64>,
+    /// To (exclusive), unix seconds.
+    #[arg(long)]
+    to: Option<u64>,
+    /// Most messages to print.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ArchivesArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+    community_id: String,
+}
+
+pub fn run(cmd: CommunityCommand) -> anyhow::Result<()> {
+    match cmd {
+        CommunityCommand::Create { data_dir, name, encrypted } => {
+            let v = with_daemon(&data_dir, async |e| {
+                Ok(e.call("community_create", json!({"name": name, "encrypted": encrypted})).await?)
+            })?;
+            super::out(format!("community {}", v["communityId"].as_str().unwrap_or_default()))?;
+            Ok(super::out(format!("invite {}", v["invite"].as_str().unwrap_or_default()))?)
+        }
+        CommunityCommand::Join { data_dir, invite } => {
+            let v = with_daemon(&data_dir, async |e| {
+                Ok(e.call("community_join", json!({"invite": invite})).await?)
+            })?;
+            Ok(super::out(format!(
+                "joined {} ({})",
+                v["communityId"].as_str().unwrap_or_default(),
+                v["name"].as_str().unwrap_or_default()
+            ))?)
+        }
+        CommunityCommand::List { data_dir } => {
+            let v = with_daemon(&data_dir, async |e| Ok(e.call("community_list", json!({})).await?))?;
+            for c in v.as_array().into_iter().flatten() {
+                super::out(c)?;
+            }
+            Ok(())
+        }
+        CommunityCommand::Invite { data_dir, community_id } => {
+            let v = with_daemon(&data_dir, async |e| {
+                Ok(e.call("community_invite", json!({"communityId": community_id})).await?)
+            })?;
+            Ok(super::out(v["invite"].as_str().unwrap_or_default())?)
+        }
+        CommunityCommand::Sync { data_dir, community_id } => sync(&data_dir, &community_id),
+    }
+}
+
+fn sync(data_dir: &DataDirArg, community_id: &str) -> anyhow::Result<()> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} archives {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    with_daemon(data_dir, async |e| {
+        // Already caught up: every archive of the latest index is imported.
+        let index = e.call("archive_index", json!({"communityId": community_id})).await.ok();
+        let listed = index.as_ref().and_then(|i| i["archives"].as_array()).map_or(0, Vec::len);
+        let progress = e.call("archive_importProgress", json!({"communityId": community_id})).await?;
+        if listed > 0 && progress["imported"].as_u64() == Some(listed as u64) {
+            return Ok(super::out(format!("history of {community_id} is downloaded and imported"))?);
+        }
+        let mut out_err = None;
+        e.signals(|s| {
+            if s["event"]["communityId"] != community_id {
+                return true;
+            }
+            let kind = s["type"].as_str().unwrap_or_default().to_string();
+            match &bar {
+                Some(bar) => match kind.as_str() {
+                    "community.downloadingHistoryArchivesStarted" => {
+                        bar.set_length(s["event"]["archives"].as_u64().unwrap_or(0));
+                        bar.set_message("downloading");
+                    }
+                    "community.historyArchiveDownloaded" => bar.inc(1),
+                    "community.importingHistoryArchiveMessagesStarted" => bar.set_message("importing"),
+                    _ => {}
+                },
+                None => {
+                    if let Err(err) = super::out(&s) {
+                        out_err = Some(err);
+                        return false;
+                    }
+                }
+            }
+            kind != "community.downloadingHistoryArchivesFinished"
+        })
+        .await?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        match out_err {
+            Some(err) => Err(err.into()),
+            None => Ok(super::out(format!("history of {community_id} is downloaded and imported"))?),
+        }
+    })
+}
+
+pub fn send(a: SendArgs) -> anyhow::Result<()> {
+    let v = with_daemon(&a.data_dir, async |e| {
+        Ok(e.call(
+            "messages_send",
+            json!({"communityId": a.community_id, "topic": a.topic, "payload": b64(a.text.as_bytes())}),
+        )
+        .await?)
+    })?;
+    Ok(super::out(format!("sent {} at {}", v["hash"].as_str().unwrap_or_default(), v["timestamp"]))?)
+}
+
+pub fn messages(a: MessagesArgs) -> anyhow::Result<()> {
+    let v = with_daemon(&a.data_dir, async |e| {
+        Ok(e.call(
+            "messages_query",
+            json!({"communityId": a.community_id, "topics": a.topics, "from": a.from, "to": a.to, "limit": a.limit}),
+        )
+        .await?)
+    })?;
+    for m in v["messages"].as_array().into_iter().flatten() {
+        super::out(m)?;
+    }
+    Ok(())
+}
+
+pub fn archives(a: ArchivesArgs) -> anyhow::Result<()> {
+    let (index, downloaded) = with_daemon(&a.data_dir, async |e| {
+        let index = e.call("archive_index", json!({"communityId": a.community_id})).await?;
+        let downloaded =
+            e.call("archive_downloadedArchiveIds", json!({"communityId": a.community_id})).await?;
+        Ok((index, downloaded))
+    })?;
+    let have: Vec<&str> = downloaded.as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    for entry in index["archives"].as_array().into_iter().flatten() {
+        let id = entry["id"].as_str().unwrap_or_default();
+        super::out(json!({
+            "id": id, "from": entry["from"], "to": entry["to"], "cid": entry["cid"],
+            "downloaded": have.contains(&id),
+        }))?;
+    }
+    Ok(())
+}
