@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# A local two-node demo of archive-node on loopback: builds, starts two daemons with temp data
-# dirs, adds a file on one through the CLI, fetches it on the other over Bitswap through the CLI,
-# checks the bytes, shows the RPC API and the signal stream, and stops both daemons cleanly.
-# (scripts/demo-archives.sh shows the offline archive builder.)
+# The whole story of archive-node on loopback, with the CLI: a control node creates a community,
+# a member joins and chats, the control node cuts the history into archives and announces them,
+# the member downloads and imports them; then the control node stops, and a late member gets the
+# whole history from the first member alone.
+# (scripts/demo-blocks.sh: add and fetch a file; scripts/demo-archives.sh: the offline builder.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --quiet -p archive-node --bin archive-node
 bin="$(pwd)/target/debug/archive-node"
 work=$(mktemp -d)
-pids=()
+declare -A pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -16,44 +17,50 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+an() { local who=$1; shift; "$bin" "$@" --data-dir "$work/$who"; }
 
-start_daemon() {
-  local name=$1
-  "$bin" daemon --data-dir "$work/$name" --rpc-port 0 > "$work/$name.out" 2> "$work/$name.log" &
-  pids+=($!)
-  # The daemon prints its RPC URL and then its listen address once it serves.
-  for _ in $(seq 1 300); do
-    [ "$(wc -l < "$work/$name.out")" -ge 2 ] && break
-    sleep 0.1
-  done
-  sed 's/^/  /' "$work/$name.out"
+start() {
+  local who=$1
+  "$bin" daemon --data-dir "$work/$who" --rpc-port 0 > "$work/$who.out" 2> "$work/$who.log" &
+  pids[$who]=$!
+  for _ in $(seq 1 300); do [ "$(wc -l < "$work/$who.out")" -ge 2 ] && break; sleep 0.1; done
+  sed -n 's/^listening //p' "$work/$who.out" | head -1 > "$work/$who.addr"
+  echo "  $who: $(cat "$work/$who.addr")"
 }
 
-say "1. Two daemons on 127.0.0.1 (RPC on a free port, token in <data-dir>/rpc.token)"
-echo "alice:"; start_daemon alice
-echo "bob:";   start_daemon bob
-alice_addr=$(sed -n 's/^listening //p' "$work/alice.out" | head -1)
+say "1. Three daemons on 127.0.0.1: the control node and two members (one will come late)"
+start control; start alice
 
-say "2. Bob streams his signals (archive-node signals) in the background"
-"$bin" signals --data-dir "$work/bob" > "$work/bob.signals" &
-pids+=($!)
+say "2. The control node creates a community (it holds the community key); Alice joins"
+out=$(an control community create "demo chat")
+community=$(echo "$out" | sed -n 's/^community //p')
+invite=$(echo "$out" | sed -n 's/^invite //p')
+echo "  community $community"
+an alice community join "$invite" | sed 's/^/  /'
+an alice connect "$(cat "$work/control.addr")" > /dev/null
 
-say "3. Alice adds 20 MiB of random bytes (archive-node add, through her daemon)"
-head -c $((20 * 1024 * 1024)) /dev/urandom > "$work/file.bin"
-cid=$("$bin" add --data-dir "$work/alice" "$work/file.bin")
-echo "CID $cid"
-"$bin" stat --data-dir "$work/alice" "$cid"
+say "3. Alice and the control node chat (signed messages over gossipsub, verified on arrival)"
+an alice send "$community" general "hi, I am Alice" > /dev/null
+an control send "$community" general "welcome, Alice" > /dev/null
+an alice send "$community" random "the history must survive" > /dev/null
+sleep 1.2   # archive windows are [from, to) in whole seconds
+an control messages "$community" | sed 's/^/  /' | cut -c1-160
 
-say "4. Bob fetches it from Alice over Bitswap (archive-node fetch, through his daemon)"
-"$bin" fetch "$cid" --data-dir "$work/bob" --peer "$alice_addr" -o "$work/fetched.bin"
-cmp "$work/file.bin" "$work/fetched.bin" && echo "the bytes Bob fetched equal Alice's file"
+say "4. The control node cuts the history into archives and announces the index (signed, Lamport clock)"
+# Its seeding loop runs at start and every interval; create-now runs a round at once.
+an control archive create-now "$community" > /dev/null
+an control archives "$community" | sed 's/^/  /' | cut -c1-160
 
-say "5. Bob's peers and node info over JSON-RPC (archive-node peers / info)"
-"$bin" peers --data-dir "$work/bob"
-"$bin" info --data-dir "$work/bob"
+say "5. Alice downloads the archives it lacks and imports them"
+an alice community sync "$community" | tail -1 | sed 's/^/  /'
+an alice archives "$community" | sed 's/^/  /' | cut -c1-160
 
-say "6. The signals Bob's daemon streamed (JSON lines)"
-sleep 0.5
-head -c 1500 "$work/bob.signals"; echo
-
-say "7. Stop both daemons (SIGTERM: stop RPC, cancel, flush)"
+say "6. The control node goes offline; Bob joins late and catches up from Alice alone"
+kill -TERM "${pids[control]}"; wait "${pids[control]}" 2>/dev/null || true; unset 'pids[control]'
+start bob
+an bob community join "$invite" | sed 's/^/  /'
+an bob connect "$(cat "$work/alice.addr")" > /dev/null
+an bob community sync "$community" | tail -1 | sed 's/^/  /'
+echo "  Bob's messages (all from the archives Alice serves):"
+an bob messages "$community" | sed 's/^/  /' | cut -c1-160
+[ "$(an bob messages "$community" | wc -l)" -eq 3 ] && echo "  Bob has the whole history: 3 messages"

@@ -32,4 +32,4 @@ def test_create_join_send_archive_sync_through_the_cli(daemons):
     done = member.cli("community", "sync", cid).stdout
     assert done.strip().endswith("is downloaded and imported")
     archives = [json.loads(line) for line in member.cli("archives", cid).stdout.splitlines()]
-    assert len(archives) == 1 and archives[0]["downloaded"] is True
+    assert len(archives) == 1 and archives[0]["downloaded"] is True and archives[0]["local"] is True

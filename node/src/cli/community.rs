@@ -204,19 +204,28 @@ pub fn messages(a: MessagesArgs) -> anyhow::Result<()> {
 }
 
 pub fn archives(a: ArchivesArgs) -> anyhow::Result<()> {
-    let (index, downloaded) = with_daemon(&a.data_dir, async |e| {
+    let rows = with_daemon(&a.data_dir, async |e| {
         let index = e.call("archive_index", json!({"communityId": a.community_id})).await?;
         let downloaded =
             e.call("archive_downloadedArchiveIds", json!({"communityId": a.community_id})).await?;
-        Ok((index, downloaded))
+        let mut rows = Vec::new();
+        for entry in index["archives"].as_array().into_iter().flatten() {
+            let id = entry["id"].as_str().unwrap_or_default();
+            // Local: built here (control node) or downloaded, and whole.
+            let local = e
+                .call("blocks_stat", json!({"cid": entry["cid"]}))
+                .await
+                .is_ok_and(|s| s["complete"] == true);
+            let fetched = downloaded.as_array().into_iter().flatten().any(|d| d == id);
+            rows.push(json!({
+                "id": id, "from": entry["from"], "to": entry["to"], "cid": entry["cid"],
+                "local": local, "downloaded": fetched,
+            }));
+        }
+        Ok(rows)
     })?;
-    let have: Vec<&str> = downloaded.as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-    for entry in index["archives"].as_array().into_iter().flatten() {
-        let id = entry["id"].as_str().unwrap_or_default();
-        super::out(json!({
-            "id": id, "from": entry["from"], "to": entry["to"], "cid": entry["cid"],
-            "downloaded": have.contains(&id),
-        }))?;
+    for row in rows {
+        super::out(row)?;
     }
     Ok(())
 }
