@@ -44,11 +44,11 @@ def daemons(node_bin, tmp_path):
     config = tmp_path / "fast.toml"
     config.write_text("[gossip]\nheartbeat_ms = 200\nmesh_n = 2\nmesh_n_low = 1\nmesh_n_high = 4\nmesh_outbound_min = 0\n")
 
-    def start(data_dir=None, debug=False):
+    def start(data_dir=None, debug=False, extra_config=""):
         cfg = config
-        if debug:
-            cfg = tmp_path / "debug.toml"
-            cfg.write_text(config.read_text() + "[rpc]\ndebug_methods = true\n")
+        if debug or extra_config:
+            cfg = tmp_path / f"config{len(started)}.toml"
+            cfg.write_text(config.read_text() + ("[rpc]\ndebug_methods = true\n" if debug else "") + extra_config)
         d = Daemon(node_bin, data_dir or tmp_path / f"node{len(started)}", extra=("--config", str(cfg)))
         started.append(d)
         return d

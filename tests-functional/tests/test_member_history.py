@@ -132,3 +132,48 @@ def test_without_the_key_an_encrypted_history_is_not_imported(daemons):
     with pytest.raises(RpcError) as e:
         stranger.rpc.call("archive_index", {"communityId": cid})
     assert "key" in e.value.message
+
+
+def test_kill_9_during_a_large_download_then_restart_loses_and_duplicates_nothing(daemons):
+    import os
+    import signal
+    import time
+    # One-second archive windows: messages sent over several seconds make several archives.
+    control = daemons(extra_config="[archive]\npartition_secs = 1\n")
+    member = daemons()
+    created = control.rpc.call("community_create", {"name": "big", "encrypted": True})
+    cid = created["communityId"]
+    big = os.urandom(400 * 1024)
+    sent = []
+    for second in range(6):
+        start = time.time()
+        for i in range(6):
+            sent.append(send(control, cid, big[: 1000 * (i + 1)] + bytes([second, i]) + big))
+        while time.time() < int(start) + 1:
+            time.sleep(0.02)
+    r = archive_now(control, cid, sent[-1]["timestamp"])
+    assert r["archives"] >= 5
+
+    on_member = SignalListener(member.url, member.token)
+    try:
+        join(member, created["invite"], control.addr)
+        on_member.wait_for_signal("community.historyArchiveDownloaded", lambda e: e["communityId"] == cid)
+    finally:
+        on_member.close()
+    member.proc.send_signal(signal.SIGKILL)
+    member.proc.wait(30)
+
+    again = daemons(member.data_dir)
+    on_again = SignalListener(again.url, again.token)
+    try:
+        again.rpc.call("node_connect", {"multiaddr": control.addr})
+        on_again.wait_for_signal(FINISHED, lambda e: e["communityId"] == cid, timeout=120)
+    finally:
+        on_again.close()
+    ours = control.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
+    theirs = again.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
+    assert len(ours) == 36
+    assert theirs == ours, "no loss, no duplicates"
+    progress = again.rpc.call("archive_importProgress", {"communityId": cid})
+    in_index = len(control.rpc.call("archive_index", {"communityId": cid})["archives"])
+    assert progress["downloaded"] == progress["imported"] == in_index
