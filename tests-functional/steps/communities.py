@@ -23,3 +23,11 @@ def join(node, invite: str, peer_addr: str | None = None):
     node.rpc.call("community_join", {"invite": invite})
     if peer_addr:
         node.rpc.call("node_connect", {"multiaddr": peer_addr})
+
+
+def create(control, name: str, encrypted: bool = False) -> dict:
+    """Creates a community whose rounds the test drives: the automatic seeding loop is off (a
+    tick before that can only find no messages, which makes nothing)."""
+    created = control.rpc.call("community_create", {"name": name, "encrypted": encrypted})
+    control.rpc.call("archive_setEnabled", {"communityId": created["communityId"], "enabled": False})
+    return created

@@ -21,6 +21,8 @@ def archive_round(control, cid, payload: bytes) -> dict:
 def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb2):
     control, relay, member, attacker = daemons(), daemons(), daemons(), daemons(debug=True)
     created = control.rpc.call("community_create", {"name": "announcements"})
+    # Rounds are driven by the test.
+    control.rpc.call("archive_setEnabled", {"communityId": created["communityId"], "enabled": False})
     cid, topic = created["communityId"], f"/archive-node/1/{created['communityId']}/archives"
     for d in (relay, member, attacker):
         d.rpc.call("community_join", {"invite": created["invite"]})

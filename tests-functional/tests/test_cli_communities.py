@@ -11,6 +11,7 @@ def test_create_join_send_archive_sync_through_the_cli(daemons):
     out = control.cli("community", "create", "cli chat").stdout.splitlines()
     cid = out[0].split(" ", 1)[1]
     invite = out[1].split(" ", 1)[1]
+    control.rpc.call("archive_setEnabled", {"communityId": cid, "enabled": False})  # rounds driven here
     assert member.cli("community", "join", invite).stdout.startswith(f"joined {cid}")
     assert json.loads(control.cli("community", "list").stdout.splitlines()[0])["control"] is True
     assert control.cli("community", "invite", cid).stdout.strip() == invite

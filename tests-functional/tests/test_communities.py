@@ -44,9 +44,11 @@ def test_community_params_are_checked(daemons):
     assert a.rpc.call("community_list") == []
 
 
-def _community_with_member(daemons, encrypted=False):
+def _community_with_member(daemons, encrypted=False, automatic=True):
     control, member = daemons(), daemons()
     created = control.rpc.call("community_create", {"name": "history", "encrypted": encrypted})
+    if not automatic:
+        control.rpc.call("archive_setEnabled", {"communityId": created["communityId"], "enabled": False})
     member.rpc.call("community_join", {"invite": created["invite"]})
     member.rpc.call("node_connect", {"multiaddr": control.addr})
     return control, member, created["communityId"]
@@ -77,7 +79,7 @@ def test_an_archive_is_created_after_the_interval_and_announced(daemons):
 
 
 def test_an_encrypted_communitys_index_opens_only_with_the_key(daemons, archive_pb2):
-    control, member, cid = _community_with_member(daemons, encrypted=True)
+    control, member, cid = _community_with_member(daemons, encrypted=True, automatic=False)
     sent = control.rpc.call("messages_send", {"communityId": cid, "topic": "chat", "payload": base64.b64encode(b"secret").decode()})
     import time
     while time.time() < sent["timestamp"] + 1:  # windows are [from, to) in whole seconds

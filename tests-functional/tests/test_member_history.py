@@ -3,7 +3,7 @@
 import base64
 
 from clients.signals import SignalListener
-from steps.communities import archive_now, join, send
+from steps.communities import archive_now, create, join, send
 
 FINISHED = "community.downloadingHistoryArchivesFinished"
 
@@ -14,7 +14,7 @@ def _query(node, cid):
 
 def test_index_exists_and_a_late_member_has_history_only_through_the_archive(daemons):
     control, member = daemons(), daemons()
-    created = control.rpc.call("community_create", {"name": "c"})
+    created = create(control, "c")
     cid, invite = created["communityId"], created["invite"]
     on_member = SignalListener(member.url, member.token)
     try:
@@ -42,7 +42,7 @@ def test_index_exists_and_a_late_member_has_history_only_through_the_archive(dae
 
 def test_no_archive_without_messages(daemons):
     control = daemons()
-    cid = control.rpc.call("community_create", {"name": "quiet"})["communityId"]
+    cid = create(control, "quiet")["communityId"]
     r = control.rpc.call("archive_createNow", {"communityId": cid})
     assert r["archives"] == 0 and r["indexCid"] is None
     assert control.rpc.call("archive_hasCommunityArchive", {"communityId": cid}) is False
@@ -50,7 +50,7 @@ def test_no_archive_without_messages(daemons):
 
 def test_two_rounds_grow_the_downloaded_ids_and_a_stopped_member_catches_up(daemons):
     control, member, sleeper = daemons(), daemons(), daemons()
-    created = control.rpc.call("community_create", {"name": "c"})
+    created = create(control, "c")
     cid = created["communityId"]
     for m in (member, sleeper):
         join(m, created["invite"], control.addr)
@@ -85,7 +85,7 @@ def test_two_rounds_grow_the_downloaded_ids_and_a_stopped_member_catches_up(daem
 
 def test_history_survives_the_control_node_going_offline(daemons):
     control, member = daemons(), daemons()
-    created = control.rpc.call("community_create", {"name": "c", "encrypted": True})
+    created = create(control, "c", encrypted=True)
     cid = created["communityId"]
     on_member = SignalListener(member.url, member.token)
     try:
@@ -110,7 +110,7 @@ def test_history_survives_the_control_node_going_offline(daemons):
 
 def test_without_the_key_an_encrypted_history_is_not_imported(daemons):
     control, stranger = daemons(), daemons()
-    created = control.rpc.call("community_create", {"name": "secret", "encrypted": True})
+    created = create(control, "secret", encrypted=True)
     cid = created["communityId"]
     s = send(control, cid, b"for members only")
     archive_now(control, cid, s["timestamp"])
@@ -141,7 +141,7 @@ def test_kill_9_during_a_large_download_then_restart_loses_and_duplicates_nothin
     # One-second archive windows: messages sent over several seconds make several archives.
     control = daemons(extra_config="[archive]\npartition_secs = 1\n")
     member = daemons()
-    created = control.rpc.call("community_create", {"name": "big", "encrypted": True})
+    created = create(control, "big", encrypted=True)
     cid = created["communityId"]
     big = os.urandom(400 * 1024)
     sent = []
