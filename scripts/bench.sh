@@ -3,6 +3,7 @@
 #   scripts/bench.sh build    archive build of 1M messages vs sha256sum of the output
 #   scripts/bench.sh blocks   add/cat of 1 GiB vs sha256sum of the file
 #   scripts/bench.sh transfer 256 MiB between two of our nodes vs between two Helia nodes
+#   scripts/bench.sh catchup  a member catches up on 1M messages in 52 archives vs raw sled inserts
 #   scripts/bench.sh all      every benchmark above, then BENCHMARKS.md
 # Each writes bench/results/<name>.json (machine, inputs, figures, ratios) and prints a table.
 set -euo pipefail
@@ -38,14 +39,15 @@ run_transfer() {
 
 what=${1:-all}
 case "$what" in
-  build|blocks) run_cargo_bench "$what" ;;
+  build|blocks|catchup) run_cargo_bench "$what" ;;
   transfer) run_transfer ;;
   all)
     run_cargo_bench build
     run_cargo_bench blocks
     run_transfer
+    run_cargo_bench catchup
     python3 scripts/bench_report.py markdown > BENCHMARKS.md
     echo "wrote BENCHMARKS.md"
     ;;
-  *) echo "usage: scripts/bench.sh [build|blocks|transfer|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [build|blocks|transfer|catchup|all]" >&2; exit 2 ;;
 esac

@@ -71,6 +71,16 @@ def rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
             ("our fetcher's peak RSS", f"{rss:.0f} MiB", "< 200 MiB", "met" if rss < 200 else "missed"),
             ("Helia fetcher's peak RSS", f'{r["helia_fetcher_peak_rss_mib"]:.0f} MiB', "", "for reference"),
         ]
+    if name == "catchup":
+        c, raw, ratio = r["catchup_s"], r["raw_sled_s"], r["ratio_to_raw_sled"]
+        return [
+            ("history", f'{r["messages"]:,} messages in {r["archives"]} archives, {r["archive_bytes"] / 1e6:.0f} MB', "", ""),
+            ("catch-up, join to last import", f'{c["median"]:.1f} s (min {c["min"]:.1f}, max {c["max"]:.1f})', "<= 30 s", "met" if c["median"] <= 30 else "missed"),
+            ("every archive downloaded after", f'{r["download_done_s"]["median"]:.1f} s', "", ""),
+            ("imported", f'{r["messages_per_s"]:,.0f} messages/s, {r["mb_per_s"]:.1f} MB/s of archives', "", ""),
+            ("raw sled batch inserts, same records", f'{raw["median"]:.1f} s ({r["raw_sled_records_per_s"]:,.0f} records/s)', "", ""),
+            ("import speed / raw sled", f"{ratio:.2f}x", ">= 0.5x", "met" if ratio >= 0.5 else "missed"),
+        ]
     return [(k, json.dumps(v), "", "") for k, v in r.items()]
 
 

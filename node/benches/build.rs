@@ -6,82 +6,23 @@
 //! one `RESULT {json}` line (median of 3 runs) that `scripts/bench.sh build` records.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use archive_node::archive::builder::{BuiltArchive, BuiltIndex, Sink, SinkError};
 use archive_node::archive::{state::ArchiveState, Builder, Params};
 use archive_node::blocks::unixfs;
 use archive_node::community::CommunityId;
-use archive_node::crypto::KeyPair;
 use archive_node::db::Db;
-use archive_node::message::{Message, Topic};
+use archive_node::message::Topic;
 use archive_node::message_store::MessageStore;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-const MESSAGES: u64 = 1_000_000;
-const PAYLOAD: usize = 200;
-const WEEK: u64 = 7 * 24 * 3600;
-const START: u64 = 1_700_000_000;
-const SPAN: u64 = 52 * WEEK;
+mod common;
+use common::{median, spread, MESSAGES, PAYLOAD, SPAN, START, WEEK};
 
-fn data_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("bench-data").join(format!("build-{MESSAGES}"))
-}
-
-/// Opens the cached store, generating it first when missing.
+/// Opens the cached history store.
 fn store() -> (Db, CommunityId) {
-    let dir = data_dir();
-    // A fixed community key, so the cached store stays valid across runs.
-    let community_key = KeyPair::from_secret_bytes(&[7u8; 32]).expect("valid key");
-    let community: CommunityId = community_key.public_hex().parse().expect("valid id");
-    let done = dir.join("complete");
-    if !done.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("bench dir");
-        let db = Db::open(&dir.join("db")).expect("open db");
-        let store = MessageStore::open(&db).expect("store");
-        eprintln!("generating {MESSAGES} signed messages (once; cached in {})", dir.display());
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-        let batch = 10_000u64;
-        for first in (0..MESSAGES).step_by(batch as usize) {
-            let per = batch.div_ceil(threads);
-            let verified: Vec<_> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        s.spawn(move || {
-                            let author = KeyPair::from_secret_bytes(&[t as u8 + 1; 32]).expect("key");
-                            let lo = first + t * per;
-                            let hi = (lo + per).min(first + batch).min(MESSAGES);
-                            (lo..hi)
-                                .map(|i| {
-                                    let ts = START + i * SPAN / MESSAGES;
-                                    let mut payload = vec![0u8; PAYLOAD];
-                                    payload[..8].copy_from_slice(&i.to_be_bytes());
-                                    Message::new_signed(
-                                        &author,
-                                        &community,
-                                        Topic::from_name("general"),
-                                        ts,
-                                        payload,
-                                    )
-                                    .verify(&community)
-                                    .expect("valid")
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles.into_iter().flat_map(|h| h.join().expect("worker")).collect()
-            });
-            store.insert(&community, &verified).expect("insert");
-        }
-        store.flush().expect("flush");
-        std::fs::write(&done, b"").expect("marker");
-    }
+    let (dir, community) = common::history_dir();
     (Db::open(&dir.join("db")).expect("open db"), community)
 }
 
@@ -129,11 +70,6 @@ fn params(community: CommunityId) -> Params {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn bench(c: &mut Criterion) {
     let (db, community) = store();
     let builder =
@@ -154,8 +90,8 @@ fn bench(c: &mut Criterion) {
         }
         in_process.push(t.elapsed());
     }
-    let sha_in_process = median(in_process);
-    let out_file = data_dir().join("output.bin");
+    let sha_in_process = median(&in_process);
+    let out_file = common::history_dir().0.join("output.bin");
     {
         let mut f = std::fs::File::create(&out_file).expect("output file");
         for b in &keep.bytes {
@@ -190,7 +126,7 @@ fn bench(c: &mut Criterion) {
         assert!(st.status.success());
         sums.push(t.elapsed());
     }
-    let (build, sum) = (median(builds.clone()), median(sums.clone()));
+    let (build, sum) = (median(&builds), median(&sums));
     let secs = build.as_secs_f64();
     let result = serde_json::json!({
         "bench": "build",
@@ -198,8 +134,8 @@ fn bench(c: &mut Criterion) {
         "payload_bytes": PAYLOAD,
         "archives": outcome.archives.len(),
         "output_bytes": out_bytes,
-        "build_s": {"median": secs, "min": builds.iter().min().map(Duration::as_secs_f64), "max": builds.iter().max().map(Duration::as_secs_f64)},
-        "sha256sum_s": {"median": sum.as_secs_f64(), "min": sums.iter().min().map(Duration::as_secs_f64), "max": sums.iter().max().map(Duration::as_secs_f64)},
+        "build_s": spread(&builds),
+        "sha256sum_s": spread(&sums),
         "messages_per_s": MESSAGES as f64 / secs,
         "output_mb_per_s": out_bytes as f64 / secs / 1e6,
         "ratio_to_sha256sum": secs / sum.as_secs_f64(),

@@ -158,9 +158,9 @@ async fn forward_node_signals(node: Node, signals: Signals, cancel: Cancellation
                     names::DOWNLOADING_STARTED,
                     json!({"communityId": community.to_string(), "archives": archives}),
                 ),
-                Ok(node::Event::ArchiveDownloaded { community, archive_id, from, to }) => signals.emit(
+                Ok(node::Event::ArchiveDownloaded { community, archive_id, from, to, bytes }) => signals.emit(
                     names::ARCHIVE_DOWNLOADED,
-                    json!({"communityId": community.to_string(), "archiveId": archive_id, "from": from, "to": to}),
+                    json!({"communityId": community.to_string(), "archiveId": archive_id, "from": from, "to": to, "bytes": bytes}),
                 ),
                 Ok(node::Event::ImportStarted { community, archive_id }) => signals.emit(
                     names::IMPORT_STARTED,

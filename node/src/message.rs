@@ -179,6 +179,41 @@ impl TryFrom<pb::WakuMessage> for Message {
     }
 }
 
+/// Below this many messages, [`verify_all`] stays on the calling thread.
+const PARALLEL_MIN: usize = 256;
+
+/// [`Message::verify`] of every message, spread over `threads` threads (signature recovery
+/// is the cost of importing archives); results keep the input order.
+pub fn verify_all(
+    msgs: Vec<Message>,
+    community: &CommunityId,
+    threads: usize,
+) -> Vec<Result<VerifiedMessage, Error>> {
+    let threads = threads.clamp(1, msgs.len().div_ceil(PARALLEL_MIN).max(1));
+    if threads == 1 {
+        return msgs.into_iter().map(|m| m.verify(community)).collect();
+    }
+    let per = msgs.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = msgs;
+    while rest.len() > per {
+        let tail = rest.split_off(per);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || part.into_iter().map(|m| m.verify(community)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
 /// A message whose hash and signature were checked for a given community.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedMessage {
@@ -219,6 +254,27 @@ mod tests {
         let v = m.clone().verify(&c).unwrap();
         assert_eq!(v.author(), &author.public());
         assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn verify_all_keeps_order_and_refuses_what_verify_refuses() {
+        let (author, c) = (KeyPair::generate(), community());
+        let msgs: Vec<Message> = (0..1000u64)
+            .map(|i| {
+                let mut m =
+                    Message::new_signed(&author, &c, Topic::from_name("t"), i, i.to_be_bytes().to_vec());
+                if i % 7 == 3 {
+                    m.payload.push(0); // breaks the hash
+                }
+                m
+            })
+            .collect();
+        let one: Vec<_> = msgs.iter().cloned().map(|m| m.verify(&c)).collect();
+        for threads in [1, 2, 3, 64] {
+            assert_eq!(verify_all(msgs.clone(), &c, threads), one, "{threads} threads");
+        }
+        assert_eq!(one.iter().filter(|r| r.is_err()).count(), 143);
+        assert!(verify_all(Vec::new(), &c, 4).is_empty());
     }
 
     #[test]

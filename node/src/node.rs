@@ -1,6 +1,10 @@
 //! The node facade: opens the data dir, starts the network and Bitswap, wires their events, and
 //! offers what the CLI and the RPC API call.
 
+mod sync;
+
+pub use sync::SyncError;
+
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -37,8 +41,8 @@ pub enum Event {
     IndexDownloaded { community: CommunityId, cid: String },
     /// A member starts fetching the archives it lacks.
     DownloadingStarted { community: CommunityId, archives: usize },
-    /// One archive is stored locally (not yet imported).
-    ArchiveDownloaded { community: CommunityId, archive_id: String, from: u64, to: u64 },
+    /// One archive is stored locally (not yet imported); `bytes` came from peers.
+    ArchiveDownloaded { community: CommunityId, archive_id: String, from: u64, to: u64, bytes: u64 },
     /// Importing one archive's messages starts.
     ImportStarted { community: CommunityId, archive_id: String },
     /// One archive's messages are imported.
@@ -46,9 +50,6 @@ pub enum Event {
     /// Every archive of the index is downloaded and imported.
     DownloadingFinished { community: CommunityId },
 }
-
-/// Attempts to fetch an index before a sync gives up (until the next announcement or restart).
-const INDEX_FETCH_ATTEMPTS: u32 = 3;
 
 /// How often complete roots are provided again on the DHT.
 pub const REPROVIDE_INTERVAL: Duration = Duration::from_secs(12 * 3600);
@@ -76,6 +77,8 @@ pub enum Error {
     Message(#[from] crate::message::Error),
     #[error("author key: {0}")]
     AuthorKey(String),
+    #[error(transparent)]
+    Sync(#[from] sync::SyncError),
 }
 
 /// Settings of a node.
@@ -328,150 +331,6 @@ impl Node {
         let _ = self.events.send(Event::AnnouncementAccepted { community: *id, clock: a.clock, cid: a.cid });
         self.start_sync(*id);
         Ok(Verdict::Accept)
-    }
-
-    /// (Re)starts the sync of a community: a running one is cancelled.
-    pub fn start_sync(&self, id: CommunityId) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
-        let node = self.clone();
-        let task = handle.spawn(async move {
-            if let Err(e) = node.sync_community(id).await {
-                tracing::warn!(community = %id, error = %e, "history sync stopped");
-            }
-        });
-        let mut syncs = self.syncs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = syncs.insert(id, task) {
-            old.abort();
-        }
-    }
-
-    /// Downloads the archives the latest accepted index lists that this node lacks, newest
-    /// first, then imports every downloaded archive not imported yet. Fetched blocks stay
-    /// pinned and are provided, so members serve each other.
-    pub async fn sync_community(&self, id: CommunityId) -> Result<(), Error> {
-        use crate::archive::{importer, seal::KeyRing, Index};
-        let (state, communities) = (self.archive_state.clone(), self.communities.clone());
-        let found = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let Some(record) = communities.get(&id)? else { return Ok(None) };
-            let announcement = state.announcement(&id).map_err(|e| Error::Join(e.to_string()))?;
-            let cid =
-                announcement.and_then(|b| crate::announce::verify(&id, &b).ok()).map(|s| s.announcement.cid);
-            Ok(Some((record, cid)))
-        })
-        .await
-        .map_err(|e| Error::Join(e.to_string()))??;
-        let Some((record, index_cid)) = found else { return Ok(()) };
-        let keys = record.keys()?.into_iter().fold(KeyRing::default(), |mut r, k| {
-            r.add(k);
-            r
-        });
-        if let Some(index_cid) = index_cid {
-            let root: Cid = index_cid.parse().map_err(|e| Error::Join(format!("index CID: {e}")))?;
-            let mut attempt = 0;
-            loop {
-                let (tx, _rx) = watch::channel(Progress::default());
-                match self.fetch(root, &[], tx).await {
-                    Ok(_) => break,
-                    Err(e) if attempt + 1 < INDEX_FETCH_ATTEMPTS => {
-                        attempt += 1;
-                        tracing::debug!(community = %id, error = %e, attempt, "index fetch failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let _ = self.events.send(Event::IndexDownloaded { community: id, cid: index_cid });
-            let (blocks, state, ring) = (self.blocks.clone(), self.archive_state.clone(), keys.clone());
-            let missing = tokio::task::spawn_blocking(
-                move || -> Result<Vec<(String, crate::archive::Entry)>, Error> {
-                    let mut raw = Vec::new();
-                    crate::blocks::files::cat(&blocks, root, &mut raw)
-                        .map_err(|e| Error::Join(e.to_string()))?;
-                    let plain =
-                        crate::archive::seal::open(&raw, &ring).map_err(|e| Error::Join(e.to_string()))?;
-                    let index = Index::decode(&plain).map_err(|e| Error::Join(e.to_string()))?;
-                    let have: std::collections::BTreeSet<String> =
-                        state.downloaded(&id).map_err(|e| Error::Join(e.to_string()))?.into_keys().collect();
-                    Ok(index.missing_from(&have).into_iter().map(|(i, e)| (i.clone(), e.clone())).collect())
-                },
-            )
-            .await
-            .map_err(|e| Error::Join(e.to_string()))??;
-            if !missing.is_empty() {
-                let _ =
-                    self.events.send(Event::DownloadingStarted { community: id, archives: missing.len() });
-            }
-            for (archive_id, entry) in missing {
-                let root: Cid = entry.cid.parse().map_err(|e| Error::Join(format!("archive CID: {e}")))?;
-                let (tx, _rx) = watch::channel(Progress::default());
-                self.fetch(root, &[], tx).await?;
-                self.archive_state
-                    .mark_downloaded(&id, &archive_id, false)
-                    .map_err(|e| Error::Join(e.to_string()))?;
-                let (from, to) = (entry.metadata.from, entry.metadata.to);
-                let _ = self.events.send(Event::ArchiveDownloaded { community: id, archive_id, from, to });
-            }
-        }
-        // Import every downloaded archive not imported yet (also after a crash).
-        let pending: Vec<String> = self
-            .archive_state
-            .downloaded(&id)
-            .map_err(|e| Error::Join(e.to_string()))?
-            .into_iter()
-            .filter(|(_, imported)| !imported)
-            .map(|(a, _)| a)
-            .collect();
-        for archive_id in pending {
-            let _ = self.events.send(Event::ImportStarted { community: id, archive_id: archive_id.clone() });
-            let (node, ring, aid) = (self.clone(), keys.clone(), archive_id.clone());
-            let outcome = tokio::task::spawn_blocking(move || -> Result<importer::Imported, Error> {
-                let entry = node.archive_entry(&id, &aid)?;
-                let root: Cid = entry.cid.parse().map_err(|e| Error::Join(format!("archive CID: {e}")))?;
-                let mut raw = Vec::new();
-                crate::blocks::files::cat(&node.blocks, root, &mut raw)
-                    .map_err(|e| Error::Join(e.to_string()))?;
-                let outcome = importer::import(&node.messages, &id, &raw, &ring)
-                    .map_err(|e| Error::Join(e.to_string()))?;
-                node.archive_state
-                    .mark_downloaded(&id, &aid, true)
-                    .map_err(|e| Error::Join(e.to_string()))?;
-                Ok(outcome)
-            })
-            .await
-            .map_err(|e| Error::Join(e.to_string()))??;
-            let _ = self.events.send(Event::Imported { community: id, archive_id, outcome });
-        }
-        let _ = self.events.send(Event::DownloadingFinished { community: id });
-        Ok(())
-    }
-
-    /// The index entry of a downloaded archive, from the latest accepted index (blocking).
-    fn archive_entry(&self, id: &CommunityId, archive_id: &str) -> Result<crate::archive::Entry, Error> {
-        let bytes = self
-            .archive_state
-            .announcement(id)
-            .map_err(|e| Error::Join(e.to_string()))?
-            .ok_or_else(|| Error::Join("no accepted announcement".into()))?;
-        let cid =
-            crate::announce::verify(id, &bytes).map_err(|e| Error::Join(e.to_string()))?.announcement.cid;
-        let root: Cid = cid.parse().map_err(|e| Error::Join(format!("index CID: {e}")))?;
-        let mut raw = Vec::new();
-        crate::blocks::files::cat(&self.blocks, root, &mut raw).map_err(|e| Error::Join(e.to_string()))?;
-        let ring =
-            self.communities.get(id)?.map(|r| r.keys()).transpose()?.unwrap_or_default().into_iter().fold(
-                crate::archive::seal::KeyRing::default(),
-                |mut r, k| {
-                    r.add(k);
-                    r
-                },
-            );
-        let plain = crate::archive::seal::open(&raw, &ring).map_err(|e| Error::Join(e.to_string()))?;
-        let index = crate::archive::Index::decode(&plain).map_err(|e| Error::Join(e.to_string()))?;
-        index
-            .archives
-            .get(archive_id)
-            .cloned()
-            .ok_or_else(|| Error::Join(format!("archive {archive_id} is not in the index")))
     }
 
     /// Signs, stores and publishes a message in a joined community.

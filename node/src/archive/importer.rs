@@ -2,13 +2,43 @@
 //! batches. Idempotent: a message already stored counts as a duplicate, so an import repeated
 //! after a crash changes nothing.
 
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
+
 use super::format::Archive;
 use super::seal::{self, KeyRing};
 use crate::community::CommunityId;
+use crate::message::{self, VerifiedMessage};
 use crate::message_store::{InsertOutcome, MessageStore};
 
 /// Messages stored per atomic batch.
 pub const BATCH: usize = 10_000;
+
+/// Threads that verify signatures during an import: every core.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// How an import runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Threads that verify signatures.
+    pub threads: usize,
+    /// At most this many messages per second (for slow devices); `None` runs at storage speed.
+    pub rate: Option<NonZeroU64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { threads: threads(), rate: None }
+    }
+}
+
+/// How long to wait before storing more, so that `done` messages take at least
+/// `done / rate` seconds since the start.
+pub fn pace(done: u64, rate: NonZeroU64, elapsed: Duration) -> Duration {
+    Duration::from_secs_f64(done as f64 / rate.get() as f64).saturating_sub(elapsed)
+}
 
 /// What an import did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -30,39 +60,66 @@ pub enum Error {
     Store(#[from] crate::message_store::Error),
 }
 
+/// One batch, verified: what to store, and how many messages were refused.
+struct Verified {
+    messages: Vec<VerifiedMessage>,
+    rejected: usize,
+}
+
 /// Imports one archive's stored bytes (blocking).
+///
+/// Two stages overlap: while one batch is written to the store, the next one's signatures
+/// are verified on `options.threads` threads.
 pub fn import(
     store: &MessageStore,
     community: &CommunityId,
     bytes: &[u8],
     keys: &KeyRing,
+    options: Options,
 ) -> Result<Imported, Error> {
     let plain = seal::open(bytes, keys)?;
     let archive = Archive::decode(&plain)?;
+    drop(plain);
+    // A paced import stores small batches, so that it never stalls for long.
+    let batch_len = options.rate.map_or(BATCH, |r| (r.get() as usize).clamp(1, BATCH));
+    let (from, to) = (archive.metadata.from, archive.metadata.to);
+    let mut messages = archive.messages.into_iter();
+    let started = Instant::now();
     let mut out = Imported::default();
-    let mut batch = Vec::with_capacity(BATCH.min(archive.messages.len()));
-    let flush = |batch: &mut Vec<_>, out: &mut Imported| -> Result<(), Error> {
-        let InsertOutcome { inserted, duplicates } = store.insert(community, batch)?;
-        out.imported += inserted;
-        out.duplicates += duplicates;
-        batch.clear();
-        Ok(())
-    };
-    for m in archive.messages {
-        // Outside the archive's window: not what the index promised.
-        if m.timestamp < archive.metadata.from || m.timestamp >= archive.metadata.to {
-            out.rejected += 1;
-            continue;
+    std::thread::scope(|s| {
+        let (tx, verified) = std::sync::mpsc::sync_channel::<Verified>(1);
+        s.spawn(move || {
+            loop {
+                // Outside the archive's window: not what the index promised.
+                let (inside, outside): (Vec<_>, Vec<_>) =
+                    messages.by_ref().take(batch_len).partition(|m| m.timestamp >= from && m.timestamp < to);
+                if inside.is_empty() && outside.is_empty() {
+                    return;
+                }
+                let mut v = Verified { messages: Vec::with_capacity(inside.len()), rejected: outside.len() };
+                for r in message::verify_all(inside, community, options.threads) {
+                    match r {
+                        Ok(m) => v.messages.push(m),
+                        Err(_) => v.rejected += 1,
+                    }
+                }
+                if tx.send(v).is_err() {
+                    return; // the store side failed
+                }
+            }
+        });
+        for batch in verified {
+            out.rejected += batch.rejected;
+            let InsertOutcome { inserted, duplicates } = store.insert(community, &batch.messages)?;
+            out.imported += inserted;
+            out.duplicates += duplicates;
+            if let Some(rate) = options.rate {
+                let done = (out.imported + out.duplicates + out.rejected) as u64;
+                std::thread::sleep(pace(done, rate, started.elapsed()));
+            }
         }
-        match m.verify(community) {
-            Ok(v) => batch.push(v),
-            Err(_) => out.rejected += 1,
-        }
-        if batch.len() == BATCH {
-            flush(&mut batch, &mut out)?;
-        }
-    }
-    flush(&mut batch, &mut out)?;
+        Ok::<_, Error>(())
+    })?;
     store.flush()?;
     Ok(out)
 }
@@ -89,11 +146,41 @@ mod tests {
         }
         let bytes = w.finish();
         let store = MessageStore::open(&Db::memory()).unwrap();
-        let first = import(&store, &c, &bytes, &KeyRing::default()).unwrap();
+        let first =
+            import(&store, &c, &bytes, &KeyRing::default(), Options { threads: 2, rate: None }).unwrap();
         assert_eq!(first, Imported { imported: 1, duplicates: 0, rejected: 2 });
-        let again = import(&store, &c, &bytes, &KeyRing::default()).unwrap();
+        let again =
+            import(&store, &c, &bytes, &KeyRing::default(), Options { threads: 2, rate: None }).unwrap();
         assert_eq!(again, Imported { imported: 0, duplicates: 1, rejected: 2 }, "idempotent");
         assert_eq!(store.count(&c).unwrap(), 1);
+    }
+
+    #[test]
+    fn pace_waits_until_the_rate_allows_more() {
+        let rate = NonZeroU64::new(10).unwrap();
+        assert_eq!(pace(10, rate, Duration::from_millis(400)), Duration::from_millis(600));
+        assert_eq!(pace(10, rate, Duration::from_secs(2)), Duration::ZERO);
+        assert_eq!(pace(0, rate, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_paced_import_stores_everything_no_faster_than_its_rate() {
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let author = KeyPair::generate();
+        let mut w = ArchiveWriter::new(&Metadata { from: 100, to: 200, topics: vec![] });
+        for i in 0..30u64 {
+            w.push_encoded(
+                &Message::new_signed(&author, &c, Topic::from_name("t"), 100 + i, vec![i as u8]).encode(),
+            );
+        }
+        let bytes = w.finish();
+        let store = MessageStore::open(&Db::memory()).unwrap();
+        let options = Options { threads: 1, rate: NonZeroU64::new(100) };
+        let started = Instant::now();
+        let got = import(&store, &c, &bytes, &KeyRing::default(), options).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300), "30 messages at 100/s take 0.3 s at least");
+        assert_eq!(got, Imported { imported: 30, duplicates: 0, rejected: 0 });
+        assert_eq!(store.count(&c).unwrap(), 30);
     }
 
     #[test]
@@ -105,7 +192,15 @@ mod tests {
         let key = crate::crypto::ArchiveKey::generate();
         let sealed = seal::seal(&key, &w.finish());
         let store = MessageStore::open(&Db::memory()).unwrap();
-        assert!(matches!(import(&store, &c, &sealed, &KeyRing::default()), Err(Error::Seal(_))));
-        assert_eq!(import(&store, &c, &sealed, &KeyRing::single(key)).unwrap().imported, 1);
+        assert!(matches!(
+            import(&store, &c, &sealed, &KeyRing::default(), Options { threads: 2, rate: None }),
+            Err(Error::Seal(_))
+        ));
+        assert_eq!(
+            import(&store, &c, &sealed, &KeyRing::single(key), Options { threads: 2, rate: None })
+                .unwrap()
+                .imported,
+            1
+        );
     }
 }

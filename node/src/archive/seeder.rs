@@ -27,7 +27,8 @@ use crate::gossip;
 use crate::message_store::MessageStore;
 use crate::network;
 
-/// Settings of archiving (the `[archive]` section of the config file).
+/// Settings of archives (the `[archive]` section of the config file): seeding them as a
+/// control node, fetching and importing them as a member.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -35,11 +36,20 @@ pub struct Config {
     pub partition_secs: u64,
     /// How often the latest announcement is published again, seconds.
     pub republish_interval_secs: u64,
+    /// Archives a member downloads at the same time.
+    pub fetch_concurrency: usize,
+    /// Most messages a member imports per second; 0 imports at storage speed.
+    pub import_rate: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { partition_secs: super::partition::DEFAULT_PARTITION_SECS, republish_interval_secs: 300 }
+        Self {
+            partition_secs: super::partition::DEFAULT_PARTITION_SECS,
+            republish_interval_secs: 300,
+            fetch_concurrency: 4,
+            import_rate: 0,
+        }
     }
 }
 

@@ -127,13 +127,14 @@ fn sync(data_dir: &DataDirArg, community_id: &str) -> anyhow::Result<()> {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} archives {msg}",
+                "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} archives, {msg}",
             )
             .expect("valid template")
             .progress_chars("=> "),
         );
         bar
     });
+    let mut downloaded_bytes = 0u64;
     with_daemon(data_dir, async |e| {
         // Already caught up: every archive of the latest index is imported.
         let index = e.call("archive_index", json!({"communityId": community_id})).await.ok();
@@ -154,8 +155,17 @@ fn sync(data_dir: &DataDirArg, community_id: &str) -> anyhow::Result<()> {
                         bar.set_length(s["event"]["archives"].as_u64().unwrap_or(0));
                         bar.set_message("downloading");
                     }
-                    "community.historyArchiveDownloaded" => bar.inc(1),
-                    "community.importingHistoryArchiveMessagesStarted" => bar.set_message("importing"),
+                    "community.historyArchiveDownloaded" => {
+                        downloaded_bytes += s["event"]["bytes"].as_u64().unwrap_or(0);
+                        bar.set_message(format!("{} downloaded", indicatif::HumanBytes(downloaded_bytes)));
+                        bar.inc(1);
+                    }
+                    "community.importingHistoryArchiveMessagesFinished" => {
+                        bar.set_message(format!(
+                            "{} downloaded, importing",
+                            indicatif::HumanBytes(downloaded_bytes)
+                        ));
+                    }
                     _ => {}
                 },
                 None => {

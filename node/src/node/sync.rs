@@ -1,0 +1,256 @@
+//! A member's history sync for one community: fetch the index the latest accepted announcement
+//! names, download the archives this node lacks (newest first, a few at a time, from every peer
+//! that has them) and import each one as soon as it is stored, so the network and the importer
+//! work at the same time. Every step is recorded durably, so a sync cut by a crash or by a newer
+//! announcement resumes where it stopped.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::{Error, Event, Node};
+use crate::archive::{importer, seal::KeyRing, Entry, Index};
+use crate::bitswap::Progress;
+use crate::blocks::cid::Cid;
+use crate::community::CommunityId;
+
+/// Attempts to fetch an index before a sync gives up (until the next announcement or restart).
+const INDEX_FETCH_ATTEMPTS: u32 = 3;
+
+/// Errors of a sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("archive state: {0}")]
+    State(#[from] crate::archive::state::Error),
+    #[error("index {cid}: {reason}")]
+    Index { cid: String, reason: String },
+    #[error("archive {id}: {reason}")]
+    Archive { id: String, reason: String },
+}
+
+fn index_err(cid: &str, reason: impl ToString) -> Error {
+    SyncError::Index { cid: cid.to_string(), reason: reason.to_string() }.into()
+}
+
+fn archive_err(id: &str, reason: impl ToString) -> Error {
+    SyncError::Archive { id: id.to_string(), reason: reason.to_string() }.into()
+}
+
+/// The community's archive keys as a ring.
+fn key_ring(record: &crate::communities::Record) -> Result<KeyRing, Error> {
+    Ok(record.keys()?.into_iter().fold(KeyRing::default(), |mut r, k| {
+        r.add(k);
+        r
+    }))
+}
+
+impl Node {
+    /// (Re)starts the sync of a community: a running one is cancelled.
+    pub fn start_sync(&self, id: CommunityId) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let node = self.clone();
+        let task = handle.spawn(async move {
+            if let Err(e) = node.sync_community(id).await {
+                tracing::warn!(community = %id, error = %e, "history sync stopped");
+            }
+        });
+        let mut syncs = self.syncs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = syncs.insert(id, task) {
+            old.abort();
+        }
+    }
+
+    /// Downloads the archives the latest accepted index lists that this node lacks, newest
+    /// first, and imports every downloaded archive not imported yet (also those a crash left).
+    /// Fetched blocks stay pinned and are provided, so members serve each other.
+    pub async fn sync_community(&self, id: CommunityId) -> Result<(), Error> {
+        let (state, communities) = (self.archive_state.clone(), self.communities.clone());
+        let found = self
+            .blocking(move |_| {
+                let Some(record) = communities.get(&id)? else { return Ok(None) };
+                let announcement = state.announcement(&id).map_err(SyncError::from)?;
+                let cid = announcement
+                    .and_then(|b| crate::announce::verify(&id, &b).ok())
+                    .map(|s| s.announcement.cid);
+                Ok(Some((key_ring(&record)?, cid)))
+            })
+            .await?;
+        let Some((keys, index_cid)) = found else { return Ok(()) };
+        let concurrency = self.seeder.config.fetch_concurrency.max(1);
+        let (to_import, mut queue) = mpsc::channel::<(String, Entry)>(concurrency);
+        let index_keys = keys.clone();
+        // Owns the sender: when the download side is done, the import side's queue ends.
+        let download = async move {
+            // Downloaded before but not imported (a crash, or a sync cut by a newer
+            // announcement): import them first, while the index is fetched.
+            let mut deferred = Vec::new();
+            for archive_id in self
+                .archive_state
+                .downloaded(&id)
+                .map_err(SyncError::from)?
+                .into_iter()
+                .filter_map(|(a, imported)| (!imported).then_some(a))
+            {
+                match self.archive_entry(id, archive_id.clone()).await {
+                    Ok(entry) => {
+                        if to_import.send((archive_id, entry)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    // Listed by an index not fetched yet.
+                    Err(_) => deferred.push(archive_id),
+                }
+            }
+            let Some(cid) = &index_cid else { return Ok(()) };
+            let index = self.fetch_index(id, cid, &index_keys).await?;
+            for archive_id in deferred {
+                if let Some(entry) = index.archives.get(&archive_id) {
+                    if to_import.send((archive_id, entry.clone())).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            let have: BTreeSet<String> =
+                self.archive_state.downloaded(&id).map_err(SyncError::from)?.into_keys().collect();
+            let missing =
+                index.missing_from(&have).into_iter().map(|(i, e)| (i.clone(), e.clone())).collect();
+            self.download(id, missing, concurrency, &to_import).await
+        };
+        let import = async {
+            while let Some((archive_id, entry)) = queue.recv().await {
+                self.import_archive(id, archive_id, entry, keys.clone()).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let (downloaded, imported) = tokio::join!(download, import);
+        downloaded?;
+        imported?;
+        let _ = self.events.send(Event::DownloadingFinished { community: id });
+        Ok(())
+    }
+
+    /// Fetches (with retries and backoff) and opens the index named by `cid`.
+    async fn fetch_index(&self, id: CommunityId, cid: &str, keys: &KeyRing) -> Result<Index, Error> {
+        let root: Cid = cid.parse().map_err(|e| index_err(cid, e))?;
+        let mut attempt = 0;
+        loop {
+            let (tx, _rx) = watch::channel(Progress::default());
+            match self.fetch(root, &[], tx).await {
+                Ok(_) => break,
+                Err(e) if attempt + 1 < INDEX_FETCH_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(community = %id, error = %e, attempt, "index fetch failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let _ = self.events.send(Event::IndexDownloaded { community: id, cid: cid.to_string() });
+        let (ring, cid) = (keys.clone(), cid.to_string());
+        self.blocking(move |n| {
+            let mut raw = Vec::new();
+            crate::blocks::files::cat(&n.blocks, root, &mut raw).map_err(|e| index_err(&cid, e))?;
+            let plain = crate::archive::seal::open(&raw, &ring).map_err(|e| index_err(&cid, e))?;
+            Index::decode(&plain).map_err(|e| index_err(&cid, e))
+        })
+        .await
+    }
+
+    /// Downloads `missing` archives, `concurrency` at a time, handing each stored one to the
+    /// importer.
+    async fn download(
+        &self,
+        id: CommunityId,
+        missing: Vec<(String, Entry)>,
+        concurrency: usize,
+        to_import: &mpsc::Sender<(String, Entry)>,
+    ) -> Result<(), Error> {
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let _ = self.events.send(Event::DownloadingStarted { community: id, archives: missing.len() });
+        let mut fetches = futures::stream::iter(missing)
+            .map(|(archive_id, entry)| async move {
+                let root: Cid = entry.cid.parse().map_err(|e| archive_err(&archive_id, e))?;
+                let (tx, _rx) = watch::channel(Progress::default());
+                let stats = self.fetch(root, &[], tx).await?;
+                Ok::<_, Error>((archive_id, entry, stats.bytes_fetched))
+            })
+            .buffer_unordered(concurrency);
+        while let Some(done) = fetches.next().await {
+            let (archive_id, entry, bytes) = done?;
+            let (state, aid) = (self.archive_state.clone(), archive_id.clone());
+            self.blocking(move |_| Ok(state.mark_downloaded(&id, &aid, false).map_err(SyncError::from)?))
+                .await?;
+            let (from, to) = (entry.metadata.from, entry.metadata.to);
+            let _ = self.events.send(Event::ArchiveDownloaded {
+                community: id,
+                archive_id: archive_id.clone(),
+                from,
+                to,
+                bytes,
+            });
+            if to_import.send((archive_id, entry)).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports one downloaded archive and marks it imported.
+    async fn import_archive(
+        &self,
+        id: CommunityId,
+        archive_id: String,
+        entry: Entry,
+        keys: KeyRing,
+    ) -> Result<(), Error> {
+        let _ = self.events.send(Event::ImportStarted { community: id, archive_id: archive_id.clone() });
+        let aid = archive_id.clone();
+        let options = importer::Options {
+            threads: importer::threads(),
+            rate: std::num::NonZeroU64::new(self.seeder.config.import_rate),
+        };
+        let outcome = self
+            .blocking(move |n| {
+                let root: Cid = entry.cid.parse().map_err(|e| archive_err(&aid, e))?;
+                let mut raw = Vec::new();
+                crate::blocks::files::cat(&n.blocks, root, &mut raw).map_err(|e| archive_err(&aid, e))?;
+                let outcome = importer::import(&n.messages, &id, &raw, &keys, options)
+                    .map_err(|e| archive_err(&aid, e))?;
+                n.archive_state.mark_downloaded(&id, &aid, true).map_err(SyncError::from)?;
+                Ok(outcome)
+            })
+            .await?;
+        let _ = self.events.send(Event::Imported { community: id, archive_id, outcome });
+        Ok(())
+    }
+
+    /// The entry of a downloaded archive in the latest accepted index, when that index is
+    /// stored here.
+    async fn archive_entry(&self, id: CommunityId, archive_id: String) -> Result<Entry, Error> {
+        self.blocking(move |n| n.local_archive_entry(&id, &archive_id)).await
+    }
+
+    fn local_archive_entry(&self, id: &CommunityId, archive_id: &str) -> Result<Entry, Error> {
+        let bytes = self
+            .archive_state
+            .announcement(id)
+            .map_err(SyncError::from)?
+            .ok_or_else(|| archive_err(archive_id, "no accepted announcement"))?;
+        let cid =
+            crate::announce::verify(id, &bytes).map_err(|e| archive_err(archive_id, e))?.announcement.cid;
+        let root: Cid = cid.parse().map_err(|e| index_err(&cid, e))?;
+        let mut raw = Vec::new();
+        crate::blocks::files::cat(&self.blocks, root, &mut raw).map_err(|e| index_err(&cid, e))?;
+        let ring = match self.communities.get(id)? {
+            Some(r) => key_ring(&r)?,
+            None => KeyRing::default(),
+        };
+        let plain = crate::archive::seal::open(&raw, &ring).map_err(|e| index_err(&cid, e))?;
+        let index = Index::decode(&plain).map_err(|e| index_err(&cid, e))?;
+        index.archives.get(archive_id).cloned().ok_or_else(|| archive_err(archive_id, "not in the index"))
+    }
+}
