@@ -4,6 +4,9 @@
 #   scripts/bench.sh blocks   add/cat of 1 GiB vs sha256sum of the file
 #   scripts/bench.sh transfer 256 MiB between two of our nodes vs between two Helia nodes
 #   scripts/bench.sh catchup  a member catches up on 1M messages in 52 archives vs raw sled inserts
+#   scripts/bench.sh gossip   30 daemons, sparse topology: announcement to every member accepting it
+#   scripts/bench.sh swarm    20 members fetch a 64 MiB history at once: what the control node uploads
+#   scripts/bench.sh memory   peak RSS of a member catching up on a 1 GiB history; an idle daemon
 #   scripts/bench.sh all      every benchmark above, then BENCHMARKS.md
 # Each writes bench/results/<name>.json (machine, inputs, figures, ratios) and prints a table.
 set -euo pipefail
@@ -37,17 +40,38 @@ run_transfer() {
   python3 scripts/bench_report.py record transfer "$result"
 }
 
+# A Python benchmark against real release daemons, inside a private network namespace.
+run_daemons() {
+  local name=$1 script=$2; shift 2
+  echo "==> $name: release build, then real daemons inside unshare -n"
+  cargo build --locked --release -p archive-node --bin archive-node
+  source scripts/venv.sh
+  local log result
+  log=$(mktemp)
+  unshare -n bash -c 'ip link set lo up && exec "$@"' run tests-functional/.venv/bin/python "scripts/$script" "$@" | tee "$log"
+  result=$(grep '^RESULT ' "$log" | tail -1 | sed 's/^RESULT //')
+  rm -f "$log"
+  [ -n "$result" ] || { echo "$name produced no RESULT line" >&2; exit 1; }
+  python3 scripts/bench_report.py record "$name" "$result"
+}
+
 what=${1:-all}
 case "$what" in
   build|blocks|catchup) run_cargo_bench "$what" ;;
   transfer) run_transfer ;;
+  gossip) run_daemons gossip bench_gossip.py ;;
+  swarm) run_daemons swarm bench_swarm.py swarm ;;
+  memory) run_daemons memory bench_swarm.py memory ;;
   all)
     run_cargo_bench build
     run_cargo_bench blocks
     run_transfer
     run_cargo_bench catchup
+    run_daemons gossip bench_gossip.py
+    run_daemons swarm bench_swarm.py swarm
+    run_daemons memory bench_swarm.py memory
     python3 scripts/bench_report.py markdown > BENCHMARKS.md
     echo "wrote BENCHMARKS.md"
     ;;
-  *) echo "usage: scripts/bench.sh [build|blocks|transfer|catchup|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [build|blocks|transfer|catchup|gossip|swarm|memory|all]" >&2; exit 2 ;;
 esac

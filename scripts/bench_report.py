@@ -70,6 +70,33 @@ def rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
             ("ours / Helia", f"{ratio:.1f}x", ">= 10x", "met" if ratio >= 10 else "missed"),
             ("our fetcher's peak RSS", f"{rss:.0f} MiB", "< 200 MiB", "met" if rss < 200 else "missed"),
             ("Helia fetcher's peak RSS", f'{r["helia_fetcher_peak_rss_mib"]:.0f} MiB', "", "for reference"),
+        ] + ([
+            ("Helia fetching from ours", f'{r["helia_from_ours_mb_per_s"]["median"]:.0f} MB/s', "", ""),
+            ("Helia from ours / Helia from Helia", f'{r["ratio_helia_from_ours_to_helia_from_helia"]:.2f}x', ">= 1x",
+             "met" if r["ratio_helia_from_ours_to_helia_from_helia"] >= 1 else "missed"),
+        ] if "helia_from_ours_mb_per_s" in r else [])
+    if name == "gossip":
+        a, e = r["all_accepted_ms"], r["each_member_ms"]
+        return [
+            ("daemons, topology", f'{r["nodes"]}, each dials {r["degree"]} others', "", ""),
+            (f'announcement to every member accepting it ({r["announcements"]} announcements)',
+             f'p50 {a["p50"]:.0f} ms, p99 {a["p99"]:.0f} ms, max {a["max"]:.0f} ms', "", ""),
+            ("each member", f'p50 {e["p50"]:.0f} ms, p99 {e["p99"]:.0f} ms, max {e["max"]:.0f} ms', "", ""),
+        ]
+    if name == "swarm":
+        ratio, t, m = r["control_upload_ratio"], r["seconds"], r["members_upload_ratio"]
+        return [
+            ("members fetching at once", f'{r["members"]} members, {r["history_bytes"] / 2**20:.0f} MiB history in {r["archives"]} archives', "", ""),
+            ("until the last member imported it", f'{t["median"]:.1f} s (min {t["min"]:.1f}, max {t["max"]:.1f})', "", ""),
+            ("control node upload / history size", f'{ratio["median"]:.2f}x (min {ratio["min"]:.2f}, max {ratio["max"]:.2f})', "<= 4x (client-server: 20x)", "met" if ratio["median"] <= 4 else "missed"),
+            ("members' upload / history size", f'{m["median"]:.2f}x', "", ""),
+        ]
+    if name == "memory":
+        peak = r["member_peak_rss_mib"]
+        return [
+            ("member catching up", f'{r["history_bytes"] / 2**20:.0f} MiB history, {r["archives"]} archives, {r["seconds"]:.1f} s', "", ""),
+            ("member peak RSS", f"{peak:.0f} MiB", "<= 200 MiB", "met" if peak <= 200 else "missed"),
+            ("idle daemon RSS", f'{r["idle_rss_mib"]:.0f} MiB', "", ""),
         ]
     if name == "catchup":
         c, raw, ratio = r["catchup_s"], r["raw_sled_s"], r["ratio_to_raw_sled"]

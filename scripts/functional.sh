@@ -8,18 +8,7 @@ root=$(pwd)
 cargo build --locked -p archive-node --bin archive-node
 export ARCHIVE_NODE_BIN="$root/target/debug/archive-node"
 
-venv=tests-functional/.venv
-req=tests-functional/requirements.txt
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements"; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-  cp "$req" "$venv/.requirements"
-fi
-
-js=tests-functional/js
-if [ -f "$js/package-lock.json" ] && { [ ! -d "$js/node_modules" ] || [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; }; then
-  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+source scripts/venv.sh
 
 cd tests-functional
 # Real peers (Helia, our daemons) talk on loopback only; inside a private network namespace

@@ -13,6 +13,8 @@ pub mod message;
 mod outbox;
 mod server;
 
+pub use server::Served;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -80,6 +82,11 @@ impl Bitswap {
     }
 
     /// Subscribes to Bitswap events.
+    /// Blocks and block bytes this node has served to peers since start.
+    pub fn served(&self) -> Served {
+        self.server.served()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }

@@ -214,9 +214,15 @@ fn metrics_text(node: &Node, started: Instant) -> String {
         "# HELP archive_node_uptime_seconds Seconds since the daemon started.\n\
          # TYPE archive_node_uptime_seconds gauge\narchive_node_uptime_seconds {}\n\
          # HELP archive_node_block_store_bytes Bytes of blocks stored.\n\
-         # TYPE archive_node_block_store_bytes gauge\narchive_node_block_store_bytes {}\n",
+         # TYPE archive_node_block_store_bytes gauge\narchive_node_block_store_bytes {}\n\
+         # HELP archive_node_bitswap_served_blocks_total Blocks sent to peers.\n\
+         # TYPE archive_node_bitswap_served_blocks_total counter\narchive_node_bitswap_served_blocks_total {}\n\
+         # HELP archive_node_bitswap_served_bytes_total Block bytes sent to peers.\n\
+         # TYPE archive_node_bitswap_served_bytes_total counter\narchive_node_bitswap_served_bytes_total {}\n",
         started.elapsed().as_secs(),
         node.blocks.used_bytes(),
+        node.bitswap.served().blocks,
+        node.bitswap.served().bytes,
     )
 }
 

@@ -28,7 +28,9 @@ class SignalListener:
             except Exception:
                 return
             if msg.get("method") == "signal":
-                self.received.put(msg["params"]["result"])
+                signal = msg["params"]["result"]
+                signal["receivedAt"] = time.monotonic()  # for latency measurements
+                self.received.put(signal)
 
     def mark(self) -> int:
         """A position in the stream: `wait_for_signal(..., since=mark)` ignores what came before."""

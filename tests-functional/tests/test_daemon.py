@@ -108,10 +108,13 @@ def test_two_daemons_fetch_from_each_other_through_the_cli(daemons, tmp_path):
         f = tmp_path / f"in{seed}.bin"
         f.write_bytes(random.Random(seed).randbytes(5 * MIB + seed))
         cid = src.cli("add", str(f)).stdout.strip()
+        served = src.rpc.call("node_info")["served"]["bytes"]
         out = tmp_path / f"out{seed}.bin"
         line = dst.cli("fetch", cid, "--peer", src.addr, "-o", str(out)).stdout
         assert line.startswith(f"fetched {cid}") and "by the daemon" in line
         assert out.read_bytes() == f.read_bytes()
+        # The server counts what it uploaded: every leaf byte at least (the root node too).
+        assert src.rpc.call("node_info")["served"]["bytes"] - served >= f.stat().st_size
 
 
 def test_commands_that_need_a_daemon_exit_2_without_one(node_bin, tmp_path):

@@ -12,7 +12,7 @@ use crate::message::{self, VerifiedMessage};
 use crate::message_store::{InsertOutcome, MessageStore};
 
 /// Messages stored per atomic batch.
-pub const BATCH: usize = 10_000;
+pub const BATCH: usize = 2_000;
 
 /// Threads that verify signatures during an import: every core.
 pub fn threads() -> usize {
@@ -73,11 +73,11 @@ struct Verified {
 pub fn import(
     store: &MessageStore,
     community: &CommunityId,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     keys: &KeyRing,
     options: Options,
 ) -> Result<Imported, Error> {
-    let plain = seal::open(bytes, keys)?;
+    let plain = seal::open_owned(bytes, keys)?;
     let archive = Archive::decode(&plain)?;
     drop(plain);
     // A paced import stores small batches, so that it never stalls for long.
@@ -147,10 +147,12 @@ mod tests {
         let bytes = w.finish();
         let store = MessageStore::open(&Db::memory()).unwrap();
         let first =
-            import(&store, &c, &bytes, &KeyRing::default(), Options { threads: 2, rate: None }).unwrap();
+            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None })
+                .unwrap();
         assert_eq!(first, Imported { imported: 1, duplicates: 0, rejected: 2 });
         let again =
-            import(&store, &c, &bytes, &KeyRing::default(), Options { threads: 2, rate: None }).unwrap();
+            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None })
+                .unwrap();
         assert_eq!(again, Imported { imported: 0, duplicates: 1, rejected: 2 }, "idempotent");
         assert_eq!(store.count(&c).unwrap(), 1);
     }
@@ -177,7 +179,7 @@ mod tests {
         let store = MessageStore::open(&Db::memory()).unwrap();
         let options = Options { threads: 1, rate: NonZeroU64::new(100) };
         let started = Instant::now();
-        let got = import(&store, &c, &bytes, &KeyRing::default(), options).unwrap();
+        let got = import(&store, &c, bytes.clone(), &KeyRing::default(), options).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300), "30 messages at 100/s take 0.3 s at least");
         assert_eq!(got, Imported { imported: 30, duplicates: 0, rejected: 0 });
         assert_eq!(store.count(&c).unwrap(), 30);
@@ -193,11 +195,11 @@ mod tests {
         let sealed = seal::seal(&key, &w.finish());
         let store = MessageStore::open(&Db::memory()).unwrap();
         assert!(matches!(
-            import(&store, &c, &sealed, &KeyRing::default(), Options { threads: 2, rate: None }),
+            import(&store, &c, sealed.clone(), &KeyRing::default(), Options { threads: 2, rate: None }),
             Err(Error::Seal(_))
         ));
         assert_eq!(
-            import(&store, &c, &sealed, &KeyRing::single(key), Options { threads: 2, rate: None })
+            import(&store, &c, sealed.clone(), &KeyRing::single(key), Options { threads: 2, rate: None })
                 .unwrap()
                 .imported,
             1

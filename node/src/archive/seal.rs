@@ -47,10 +47,25 @@ impl KeyRing {
 ///
 /// A blob is recognised by its field 101 (`sealed`), which a plain archive or index never has.
 pub fn open(bytes: &[u8], keys: &KeyRing) -> Result<Vec<u8>, Error> {
-    let blob = match pb::EncryptedBlob::decode(bytes) {
-        Ok(b) if !b.sealed.is_empty() => b,
-        _ => return Ok(bytes.to_vec()),
-    };
+    match pb::EncryptedBlob::decode(bytes) {
+        Ok(b) if !b.sealed.is_empty() => open_blob(b, keys),
+        _ => Ok(bytes.to_vec()),
+    }
+}
+
+/// [`open`] of owned bytes: plain bytes come back as they are, without a copy (archives are
+/// up to 30 MB).
+pub fn open_owned(bytes: Vec<u8>, keys: &KeyRing) -> Result<Vec<u8>, Error> {
+    match pb::EncryptedBlob::decode(&bytes[..]) {
+        Ok(b) if !b.sealed.is_empty() => {
+            drop(bytes);
+            open_blob(b, keys)
+        }
+        _ => Ok(bytes),
+    }
+}
+
+fn open_blob(blob: pb::EncryptedBlob, keys: &KeyRing) -> Result<Vec<u8>, Error> {
     let key_id: [u8; KEY_ID_LEN] = blob.key_id[..]
         .try_into()
         .map_err(|_| Error::Malformed(format!("key id of {} bytes", blob.key_id.len())))?;

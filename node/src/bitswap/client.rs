@@ -335,8 +335,13 @@ impl Session {
                 let asked = tried.map_or(0, HashSet::len);
                 return Err(Error::NotFound { cid: c.to_string(), asked });
             }
-            let Some(peer) =
-                eligible.iter().copied().filter(|p| load[p] < WINDOW_PER_PEER).min_by_key(|p| load[p])
+            // The least loaded peer; ties broken at random, so no peer (the source, say) is
+            // always the first choice.
+            let Some(peer) = eligible
+                .iter()
+                .copied()
+                .filter(|p| load[p] < WINDOW_PER_PEER)
+                .min_by_key(|p| (load[p], rand::random::<u32>()))
             else {
                 deferred.push_back(c);
                 // Every eligible peer is busy; later CIDs would find the same.

@@ -2,6 +2,7 @@
 //! blocks from the store (bounded concurrency overall) and answers in messages of a few MiB.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
@@ -32,6 +33,19 @@ struct Ledger {
 
 use crate::blocks::cid::Cid;
 
+/// What the server has sent since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Served {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    blocks: AtomicU64,
+    bytes: AtomicU64,
+}
+
 /// The serving side.
 #[derive(Clone)]
 pub(super) struct Server {
@@ -39,11 +53,26 @@ pub(super) struct Server {
     outboxes: Outboxes,
     ledgers: Arc<Mutex<std::collections::HashMap<PeerId, Arc<Mutex<Ledger>>>>>,
     reads: Arc<Semaphore>,
+    served: Arc<Counters>,
 }
 
 impl Server {
     pub fn new(store: BlockStore, outboxes: Outboxes) -> Self {
-        Self { store, outboxes, ledgers: Arc::default(), reads: Arc::new(Semaphore::new(CONCURRENT_READS)) }
+        Self {
+            store,
+            outboxes,
+            ledgers: Arc::default(),
+            reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
+            served: Arc::default(),
+        }
+    }
+
+    /// Blocks and block bytes sent to peers since start.
+    pub fn served(&self) -> Served {
+        Served {
+            blocks: self.served.blocks.load(Ordering::Relaxed),
+            bytes: self.served.bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// Takes the wantlist part of a message.
@@ -133,6 +162,8 @@ impl Server {
             match (block, want.want_type) {
                 (Some(data), WantType::Block) => {
                     bytes += data.len();
+                    self.served.blocks.fetch_add(1, Ordering::Relaxed);
+                    self.served.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                     // Bytes from our own store, verified when they were stored.
                     response.blocks.push(Block::computed(want.cid, data));
                 }

@@ -218,7 +218,7 @@ impl Node {
                 let root: Cid = entry.cid.parse().map_err(|e| archive_err(&aid, e))?;
                 let mut raw = Vec::new();
                 crate::blocks::files::cat(&n.blocks, root, &mut raw).map_err(|e| archive_err(&aid, e))?;
-                let outcome = importer::import(&n.messages, &id, &raw, &keys, options)
+                let outcome = importer::import(&n.messages, &id, raw, &keys, options)
                     .map_err(|e| archive_err(&aid, e))?;
                 n.archive_state.mark_downloaded(&id, &aid, true).map_err(SyncError::from)?;
                 Ok(outcome)

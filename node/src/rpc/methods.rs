@@ -395,6 +395,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "peerId": ctx.node.network.local_peer_id().to_string(),
             "listenAddrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
+            "served": ctx.node.bitswap.served(),
         }))
     })?;
 

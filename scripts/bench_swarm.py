@@ -1,0 +1,133 @@
+"""Swarm and memory benchmarks, real daemons on loopback.
+
+    bench_swarm.py swarm   1 control node and 20 members fetch a 64 MiB history at once: total
+                           time, and bytes the control node uploaded / history size (target <= 4:
+                           members serve each other; a client-server design pays 20).
+    bench_swarm.py memory  peak RSS of a member fetching and importing a 1 GiB history (target
+                           <= 200 MiB), and of an idle daemon.
+
+Run by `scripts/bench.sh swarm|memory` inside a private network namespace. Prints one RESULT line.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import bench_daemons as bd
+
+PAYLOAD = 256 * 1024
+
+
+def seed_history(control, cid: str, mib: int) -> tuple[int, int]:
+    """Sends `mib` MiB of messages and archives them; returns (archives, history bytes)."""
+    last = 0
+    for i in range(mib * 1024 * 1024 // PAYLOAD):
+        payload = i.to_bytes(8, "big") + os.urandom(PAYLOAD - 8)
+        last = control.rpc.call("messages_send", {"communityId": cid, "topic": "chat", "payload": bd.b64(payload)})["timestamp"]
+    out = bd.round_after(control, cid, last)
+    return out["archives"], bd.history_bytes(control, cid)
+
+
+def catch_up(members, listeners, invite: str) -> float:
+    """Every member joins at once; seconds until the last one imported everything."""
+    marks = [l.mark() for l in listeners]
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(len(members)) as pool:
+        list(pool.map(lambda m: m.rpc.call("community_join", {"invite": invite}), members))
+    done = [bd.wait_at(l, "community.downloadingHistoryArchivesFinished", lambda e: True, mark, timeout=900)
+            for l, mark in zip(listeners, marks)]
+    return max(done) - t0
+
+
+def swarm_run(control, cid: str, invite: str, archives: int, work, run: int, members_n: int) -> dict:
+    """Fresh members all catch up at once; seconds and bytes each side uploaded."""
+    members = bd.start(members_n, work, "", prefix=f"r{run}m")
+    listeners = []
+    try:
+        # Every member knows the control node and 3 other members.
+        bd.connect([control, *members], [(i, 0) for i in range(1, members_n + 1)]
+                   + [(i + 1, j + 1) for i, j in bd.random_edges(members_n, 3, seed=11 + run)])
+        listeners = [bd.SignalListener(m.url, m.token) for m in members]
+        before = control.rpc.call("node_info")["served"]["bytes"]
+        seconds = catch_up(members, listeners, invite)
+        uploaded = control.rpc.call("node_info")["served"]["bytes"] - before
+        by_members = sum(m.rpc.call("node_info")["served"]["bytes"] for m in members)
+        for m in members:
+            p = m.rpc.call("archive_importProgress", {"communityId": cid})
+            assert p["imported"] == archives, p
+    finally:
+        for l in listeners:
+            l.close()
+        bd.stop(members)
+    return {"seconds": seconds, "control": uploaded, "members": by_members}
+
+
+def swarm() -> dict:
+    members_n = int(os.environ.get("BENCH_SWARM_MEMBERS", "20"))
+    mib = int(os.environ.get("BENCH_SWARM_MIB", "64"))
+    runs = []
+    with tempfile.TemporaryDirectory(dir=bd.ROOT / "target") as tmp:
+        work = bd.pathlib.Path(tmp)
+        [control] = bd.start(1, work, "", prefix="control")
+        try:
+            cid, invite = bd.create_community(control, "swarm-bench")
+            archives, size = seed_history(control, cid, mib)
+            for run in range(3):
+                runs.append(swarm_run(control, cid, invite, archives, work, run, members_n))
+                r = runs[-1]
+                print(f"swarm run {run + 1}: {members_n} members, {size / 2**20:.0f} MiB in {r['seconds']:.1f} s; "
+                      f"control uploaded {r['control'] / size:.2f}x the history", file=sys.stderr)
+        finally:
+            bd.stop([control])
+    ratios = [r["control"] / size for r in runs]
+    return {
+        "bench": "swarm",
+        "members": members_n,
+        "history_bytes": size,
+        "archives": archives,
+        "seconds": bd.median_spread([r["seconds"] for r in runs]),
+        "control_upload_ratio": bd.median_spread(ratios),
+        "members_upload_ratio": bd.median_spread([r["members"] / size for r in runs]),
+        "target_ratio": 4,
+    }
+
+
+def memory() -> dict:
+    mib = int(os.environ.get("BENCH_MEMORY_MIB", "1024"))
+    with tempfile.TemporaryDirectory(dir=bd.ROOT / "target") as tmp:
+        work = bd.pathlib.Path(tmp)
+        control, member = bd.start(2, work, "")
+        listener = None
+        try:
+            time.sleep(5)  # idle: started, nothing to do
+            idle = bd.rss_mib(member)
+            cid, invite = bd.create_community(control, "memory-bench")
+            archives, size = seed_history(control, cid, mib)
+            member.rpc.call("node_connect", {"multiaddr": control.addr})
+            listener = bd.SignalListener(member.url, member.token)
+            seconds = catch_up([member], [listener], invite)
+            peak = bd.peak_rss_mib(member)
+            p = member.rpc.call("archive_importProgress", {"communityId": cid})
+            assert p["imported"] == archives, p
+        finally:
+            if listener:
+                listener.close()
+            bd.stop([control, member])
+    print(f"memory: {size / 2**20:.0f} MiB history caught up in {seconds:.1f} s, member peak RSS {peak:.0f} MiB, idle {idle:.0f} MiB", file=sys.stderr)
+    return {
+        "bench": "memory",
+        "history_bytes": size,
+        "archives": archives,
+        "seconds": seconds,
+        "member_peak_rss_mib": peak,
+        "idle_rss_mib": idle,
+        "target_peak_rss_mib": 200,
+    }
+
+
+if __name__ == "__main__":
+    result = {"swarm": swarm, "memory": memory}[sys.argv[1]]()
+    print("RESULT " + json.dumps(result))
