@@ -8,6 +8,7 @@ mod daemon;
 mod keygen;
 mod net;
 mod store;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,9 @@ enum Command {
     Serve(net::ServeArgs),
     /// Fetch a DAG over Bitswap into the block store (progress bar on a terminal).
     Fetch(net::FetchArgs),
+    /// Manage the RPC token.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// The data dir option shared by every store command, and how to reach its daemon.
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Archives(a) => community::archives(a),
         Command::Serve(a) => net::serve(a),
         Command::Fetch(a) => net::fetch(a),
+        Command::Token(c) => token::run(c),
     }
 }
 

@@ -68,8 +68,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(forward_network_signals(node.network.clone(), signals.clone(), cancel.clone()));
     tokio::spawn(forward_node_signals(node.clone(), signals.clone(), cancel.clone()));
 
-    let token = rpc::auth::load_or_create_token(&dir.rpc_token())
-        .with_context(|| format!("cannot write {}", dir.rpc_token().display()))?;
+    let token = Token::new(
+        rpc::auth::load_or_create_token(&dir.rpc_token())
+            .with_context(|| format!("cannot write {}", dir.rpc_token().display()))?,
+    );
     let started = Instant::now();
     let metrics = {
         let node = node.clone();
@@ -80,8 +82,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         signals,
         max_cat_bytes: u64::from(config.rpc.max_response_bytes) / 4 * 3 - 1024,
         debug_methods: config.rpc.debug_methods,
+        token: token.clone(),
+        token_path: dir.rpc_token(),
     };
-    let server = rpc::server::start(&config.rpc, ctx, Token::new(token), metrics).await?;
+    let server = rpc::server::start(&config.rpc, ctx, token, metrics).await?;
     write_atomic(&dir.rpc_port(), server.addr.port().to_string().as_bytes())
         .with_context(|| format!("cannot write {}", dir.rpc_port().display()))?;
 

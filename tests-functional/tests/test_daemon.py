@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from clients.daemon import Daemon
-from clients.rpc import RpcError
+from clients.rpc import RpcClient, RpcError
 from clients.signals import SignalListener
 
 MIB = 1024 * 1024
@@ -154,3 +154,44 @@ def _try(f):
         return None
     except Exception as e:  # the daemon going away mid-call is expected here
         return e
+
+
+def _closed(listener: SignalListener, timeout: float = 10) -> bool:
+    """True once the daemon closed the listener's WebSocket (its reader thread ends)."""
+    listener.thread.join(timeout)
+    return not listener.thread.is_alive()
+
+
+def test_token_rotation_ends_every_session_of_the_old_token(daemons):
+    a = daemons()
+    body = {"jsonrpc": "2.0", "id": 1, "method": "node_info"}
+    old = a.token
+    listener = SignalListener(a.url, old)
+    # Through the CLI: the daemon writes the new token and closes the old sessions.
+    out = a.cli("token", "rotate").stdout
+    assert "new RPC token written to" in out and old not in out
+    new = (a.data_dir / "rpc.token").read_text().strip()
+    assert new != old and len(new) == 64
+    assert oct((a.data_dir / "rpc.token").stat().st_mode & 0o777) == "0o600"
+    assert a.rpc.post(body, token=old).status_code == 401
+    assert _closed(listener), "the WebSocket made with the old token is closed"
+    assert RpcClient(a.url, new).call("node_info")["peerId"]
+
+    # Through the RPC method, from a session of the current token.
+    listener = SignalListener(a.url, new)
+    reply = RpcClient(a.url, new).call("node_rotateToken")
+    assert reply["tokenFile"].endswith("rpc.token")
+    newer = (a.data_dir / "rpc.token").read_text().strip()
+    assert newer != new
+    assert _closed(listener)
+    assert a.rpc.post(body, token=new).status_code == 401
+    SignalListener(a.url, newer).close()  # subscribing with the new token works
+
+
+def test_token_rotate_without_a_daemon_rewrites_the_file(node_bin, tmp_path):
+    (tmp_path / "rpc.token").write_text("a" * 64)
+    proc = subprocess.run([node_bin, "token", "rotate", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "no daemon runs" in proc.stdout
+    token = (tmp_path / "rpc.token").read_text().strip()
+    assert token != "a" * 64 and len(token) == 64

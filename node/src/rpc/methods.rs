@@ -40,6 +40,9 @@ pub struct Ctx {
     pub max_cat_bytes: u64,
     /// Serve `debug_*` methods.
     pub debug_methods: bool,
+    /// The RPC token and its file, for `node_rotateToken`.
+    pub token: super::auth::Token,
+    pub token_path: std::path::PathBuf,
 }
 
 fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
@@ -397,6 +400,16 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "version": env!("CARGO_PKG_VERSION"),
             "served": ctx.node.bitswap.served(),
         }))
+    })?;
+
+    m.register_async_method("node_rotateToken", |_p, ctx, _| async move {
+        let (token, path) = (ctx.token.clone(), ctx.token_path.clone());
+        blocking(move || {
+            token.rotate(&path).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
+        })
+        .await?;
+        tracing::info!("RPC token rotated; connections opened with the old one are closed");
+        RpcResult::Ok(json!({"tokenFile": ctx.token_path.display().to_string()}))
     })?;
 
     m.register_async_method("node_connect", |p, ctx, _| async move {
