@@ -49,8 +49,11 @@ fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(codes::INVALID_PARAMS, msg.into(), None::<()>)
 }
 
+/// A call the node cannot carry out: the caller gets the reason, and so does the log.
 fn failed(e: impl std::fmt::Display) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(codes::FAILED, e.to_string(), None::<()>)
+    let reason = e.to_string();
+    tracing::warn!(%reason, "RPC call failed");
+    ErrorObjectOwned::owned(codes::FAILED, reason, None::<()>)
 }
 
 /// Parses the parameters (named or positional) into `T`; errors name the field.
