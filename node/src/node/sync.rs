@@ -118,7 +118,9 @@ impl Node {
                 index.missing_from(&have).into_iter().map(|(i, e)| (i.clone(), e.clone())).collect();
             self.download(id, missing, concurrency, &to_import).await
         };
-        let import = async {
+        // Owns the receiver: if an import fails, the download side's next send fails too,
+        // instead of waiting forever on a full queue.
+        let import = async move {
             while let Some((archive_id, entry)) = queue.recv().await {
                 self.import_archive(id, archive_id, entry, keys.clone()).await?;
             }
