@@ -107,6 +107,11 @@ pub struct Node {
     /// The running sync per community (a newer announcement replaces it).
     syncs:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<CommunityId, tokio::task::JoinHandle<()>>>>,
+    /// Communities whose last sync failed (no peer had the index yet, say): retried when a
+    /// peer connects.
+    stalled: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<CommunityId>>>,
+    /// Woken when a peer connects: an index fetch waiting to retry tries again at once.
+    peer_connected: std::sync::Arc<tokio::sync::Notify>,
     cancel: CancellationToken,
 }
 
@@ -180,6 +185,8 @@ impl Node {
             author,
             events,
             syncs: Default::default(),
+            stalled: Default::default(),
+            peer_connected: Default::default(),
             cancel,
         };
         // Gossip for every community joined before.
@@ -424,6 +431,8 @@ impl Node {
                             let ids = list.iter().filter_map(|r| r.community_id().ok()).collect();
                             tokio::spawn(self.clone().pull_announcements(peer, ids));
                         }
+                        self.peer_connected.notify_waiters();
+                        self.retry_stalled_syncs();
                     }
                     Ok(network::Event::PeerDisconnected(peer)) => self.bitswap.peer_disconnected(&peer),
                     Ok(_) => {}

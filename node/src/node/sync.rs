@@ -52,13 +52,39 @@ impl Node {
         let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
         let node = self.clone();
         let task = handle.spawn(async move {
-            if let Err(e) = node.sync_community(id).await {
-                tracing::warn!(community = %id, error = %e, "history sync stopped");
+            let result = node.sync_community(id).await;
+            let mut stalled = node.stalled.lock().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok(()) => {
+                    stalled.remove(&id);
+                }
+                Err(e) => {
+                    tracing::warn!(community = %id, error = %e, "history sync stopped; retried when a peer connects");
+                    stalled.insert(id);
+                }
             }
         });
         let mut syncs = self.syncs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = syncs.insert(id, task) {
             old.abort();
+        }
+    }
+
+    /// Starts again the syncs that failed and are not running: a peer just connected, and may
+    /// have what they lacked (after a restart, the resumed sync runs before any peer is there).
+    pub(super) fn retry_stalled_syncs(&self) {
+        let ids: Vec<CommunityId> =
+            self.stalled.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        for id in ids {
+            let running = self
+                .syncs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .is_some_and(|t| !t.is_finished());
+            if !running {
+                self.start_sync(id);
+            }
         }
     }
 
@@ -144,7 +170,11 @@ impl Node {
                 Err(e) if attempt + 1 < INDEX_FETCH_ATTEMPTS => {
                     attempt += 1;
                     tracing::debug!(community = %id, error = %e, attempt, "index fetch failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                    // After the backoff, or as soon as a peer connects (one that may have it).
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1 << attempt)) => {}
+                        _ = self.peer_connected.notified() => {}
+                    }
                 }
                 Err(e) => return Err(e),
             }
