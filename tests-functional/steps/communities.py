@@ -31,3 +31,15 @@ def create(control, name: str, encrypted: bool = False) -> dict:
     created = control.rpc.call("community_create", {"name": name, "encrypted": encrypted})
     control.rpc.call("archive_setEnabled", {"communityId": created["communityId"], "enabled": False})
     return created
+
+
+def assert_same_history(control, member, cid: str, messages: int) -> None:
+    """The member holds exactly the control node's `messages` messages (no loss, no
+    duplicates), and has downloaded and imported every archive of the index."""
+    ours = control.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
+    theirs = member.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
+    assert len(ours) == messages
+    assert theirs == ours, "no loss, no duplicates"
+    progress = member.rpc.call("archive_importProgress", {"communityId": cid})
+    in_index = len(control.rpc.call("archive_index", {"communityId": cid})["archives"])
+    assert progress["downloaded"] == progress["imported"] == in_index

@@ -9,7 +9,7 @@ import signal
 import time
 
 from clients.signals import SignalListener
-from steps.communities import archive_now, create, send
+from steps.communities import archive_now, assert_same_history, create, send
 
 FINISHED = "community.downloadingHistoryArchivesFinished"
 KILLS = 20
@@ -56,12 +56,7 @@ def test_kill_9_at_20_points_of_a_catch_up_loses_and_duplicates_nothing(daemons)
             listener.wait_for_signal(FINISHED, lambda e: e["communityId"] == cid, timeout=180)
     finally:
         listener.close()
-    ours = control.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
-    theirs = member.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
-    assert len(ours) == 48
-    assert theirs == ours, "no loss, no duplicates"
-    progress = member.rpc.call("archive_importProgress", {"communityId": cid})
-    assert progress["downloaded"] == progress["imported"] == in_index
+    assert_same_history(control, member, cid, 48)
     # Every archive the member holds is whole: reading it back verifies every block.
     for a in control.rpc.call("archive_index", {"communityId": cid})["archives"]:
         stat = member.rpc.call("blocks_stat", {"cid": a["cid"]})

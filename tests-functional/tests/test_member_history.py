@@ -3,7 +3,7 @@
 import base64
 
 from clients.signals import SignalListener
-from steps.communities import archive_now, create, join, send
+from steps.communities import archive_now, assert_same_history, create, join, send
 
 FINISHED = "community.downloadingHistoryArchivesFinished"
 
@@ -170,10 +170,4 @@ def test_kill_9_during_a_large_download_then_restart_loses_and_duplicates_nothin
         on_again.wait_for_signal(FINISHED, lambda e: e["communityId"] == cid, timeout=120)
     finally:
         on_again.close()
-    ours = control.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
-    theirs = again.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
-    assert len(ours) == 36
-    assert theirs == ours, "no loss, no duplicates"
-    progress = again.rpc.call("archive_importProgress", {"communityId": cid})
-    in_index = len(control.rpc.call("archive_index", {"communityId": cid})["archives"])
-    assert progress["downloaded"] == progress["imported"] == in_index
+    assert_same_history(control, again, cid, 36)
