@@ -41,6 +41,21 @@ pub struct Config {
     pub mesh_outbound_min: usize,
 }
 
+impl Config {
+    /// Small meshes and 200 ms heartbeats: what the multi-node tests run with (the defaults
+    /// suit long-running nodes).
+    pub fn fast_for_tests() -> Self {
+        Self {
+            heartbeat_ms: 200,
+            mesh_n: 2,
+            mesh_n_low: 1,
+            mesh_n_high: 4,
+            mesh_outbound_min: 0,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

@@ -18,12 +18,7 @@ struct TestNode {
 }
 
 async fn start() -> TestNode {
-    let mut c = Config::default();
-    c.gossip.heartbeat_ms = 200;
-    c.gossip.mesh_n = 2;
-    c.gossip.mesh_n_low = 1;
-    c.gossip.mesh_n_high = 4;
-    c.gossip.mesh_outbound_min = 0;
+    let c = Config { gossip: archive_node::gossip::Config::fast_for_tests(), ..Config::default() };
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(&DataDir::new(dir.path()), c, CancellationToken::new()).await.unwrap();
     TestNode { node, _dir: dir }

@@ -16,13 +16,7 @@ struct TestNode {
 }
 
 fn fast() -> Config {
-    let mut c = Config::default();
-    c.gossip.heartbeat_ms = 200;
-    c.gossip.mesh_n = 2;
-    c.gossip.mesh_n_low = 1;
-    c.gossip.mesh_n_high = 4;
-    c.gossip.mesh_outbound_min = 0;
-    c
+    Config { gossip: archive_node::gossip::Config::fast_for_tests(), ..Config::default() }
 }
 
 async fn start() -> TestNode {

@@ -17,12 +17,8 @@ struct TestNode {
 }
 
 async fn start(partition_secs: u64) -> TestNode {
-    let mut c = Config::default();
-    c.gossip.heartbeat_ms = HEARTBEAT_MS;
-    c.gossip.mesh_n = 2;
-    c.gossip.mesh_n_low = 1;
-    c.gossip.mesh_n_high = 4;
-    c.gossip.mesh_outbound_min = 0;
+    let mut c = Config { gossip: archive_node::gossip::Config::fast_for_tests(), ..Config::default() };
+    assert_eq!(c.gossip.heartbeat_ms, HEARTBEAT_MS);
     c.archive.partition_secs = partition_secs;
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(&DataDir::new(dir.path()), c, CancellationToken::new()).await.unwrap();

@@ -112,12 +112,8 @@ impl Node {
             // Downloaded before but not imported (a crash, or a sync cut by a newer
             // announcement): import them first, while the index is fetched.
             let mut deferred = Vec::new();
-            for archive_id in self
-                .archive_state
-                .downloaded(&id)
-                .map_err(SyncError::from)?
-                .into_iter()
-                .filter_map(|(a, imported)| (!imported).then_some(a))
+            for archive_id in
+                self.downloaded(id).await?.into_iter().filter_map(|(a, imported)| (!imported).then_some(a))
             {
                 match self.archive_entry(id, archive_id.clone()).await {
                     Ok(entry) => {
@@ -138,8 +134,7 @@ impl Node {
                     }
                 }
             }
-            let have: BTreeSet<String> =
-                self.archive_state.downloaded(&id).map_err(SyncError::from)?.into_keys().collect();
+            let have: BTreeSet<String> = self.downloaded(id).await?.into_keys().collect();
             let missing =
                 index.missing_from(&have).into_iter().map(|(i, e)| (i.clone(), e.clone())).collect();
             self.download(id, missing, concurrency, &to_import).await
@@ -157,6 +152,12 @@ impl Node {
         imported?;
         let _ = self.events.send(Event::DownloadingFinished { community: id });
         Ok(())
+    }
+
+    /// The community's downloaded archives, each with whether it is imported (a sled scan, off
+    /// the async threads).
+    async fn downloaded(&self, id: CommunityId) -> Result<std::collections::BTreeMap<String, bool>, Error> {
+        self.blocking(move |n| Ok(n.archive_state.downloaded(&id).map_err(SyncError::from)?)).await
     }
 
     /// Fetches (with retries and backoff) and opens the index named by `cid`.
