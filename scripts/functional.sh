@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs the pytest suite of tests-functional/ against the debug binary: creates the venv and
-# installs the Python requirements (and the npm packages of the Helia peers) when missing.
+# Runs the pytest suite of tests-functional/ against the debug binary and the hostile peer of
+# node/examples/: creates the venv and installs the Python requirements (and the npm packages of
+# the Helia peers) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-cargo build --locked -p archive-node --bin archive-node
+cargo build --locked -p archive-node --bin archive-node --example hostile_peer
 export ARCHIVE_NODE_BIN="$root/target/debug/archive-node"
+export HOSTILE_PEER_BIN="$root/target/debug/examples/hostile_peer"
 
 source scripts/venv.sh
 

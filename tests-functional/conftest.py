@@ -34,6 +34,32 @@ def archive_pb2(tmp_path_factory):
     return importlib.import_module("archive_pb2")
 
 
+@pytest.fixture(scope="session")
+def hostile_bin() -> str:
+    """Path of the hostile Bitswap peer (node/examples/hostile_peer.rs, built by scripts/functional.sh)."""
+    path = os.environ.get("HOSTILE_PEER_BIN", str(ROOT / "target" / "debug" / "examples" / "hostile_peer"))
+    if not os.path.exists(path):
+        subprocess.run(["cargo", "build", "--locked", "-p", "archive-node", "--example", "hostile_peer"], cwd=ROOT, check=True)
+    return path
+
+
+@pytest.fixture
+def hostile_peer(hostile_bin):
+    """Starts hostile peers on demand (`hostile_peer("serve", "--mode", "silent")`), killed at the end."""
+    from clients.hostile import HostilePeer
+
+    started = []
+
+    def start(*args):
+        h = HostilePeer(hostile_bin, *args)
+        started.append(h)
+        return h
+
+    yield start
+    for h in started:
+        h.stop()
+
+
 @pytest.fixture
 def daemons(node_bin, tmp_path):
     """Starts daemons on demand (`daemons()` -> Daemon) and stops them all at the end."""
@@ -41,14 +67,16 @@ def daemons(node_bin, tmp_path):
 
     started = []
     # Fast gossip for tests (the defaults suit long-running nodes).
+    gossip = "[gossip]\nheartbeat_ms = 200\nmesh_n = 2\nmesh_n_low = 1\nmesh_n_high = 4\nmesh_outbound_min = 0\n"
     config = tmp_path / "fast.toml"
-    config.write_text("[gossip]\nheartbeat_ms = 200\nmesh_n = 2\nmesh_n_low = 1\nmesh_n_high = 4\nmesh_outbound_min = 0\n")
+    config.write_text(gossip)
 
-    def start(data_dir=None, debug=False, extra_config=""):
+    def start(data_dir=None, debug=False, extra_config="", extra_gossip=""):
+        """`extra_gossip`: more `[gossip]` keys; `extra_config`: more sections."""
         cfg = config
-        if debug or extra_config:
+        if debug or extra_config or extra_gossip:
             cfg = tmp_path / f"config{len(started)}.toml"
-            cfg.write_text(config.read_text() + ("[rpc]\ndebug_methods = true\n" if debug else "") + extra_config)
+            cfg.write_text(gossip + extra_gossip + ("[rpc]\ndebug_methods = true\n" if debug else "") + extra_config)
         d = Daemon(node_bin, data_dir or tmp_path / f"node{len(started)}", extra=("--config", str(cfg)))
         started.append(d)
         return d

@@ -95,6 +95,8 @@ impl Bitswap {
     pub fn peer_disconnected(&self, peer: &PeerId) {
         self.outboxes.remove(peer);
         self.server.remove(peer);
+        let (registry, peer) = (self.registry.clone(), *peer);
+        tokio::spawn(async move { registry.on_peer_gone(peer).await });
     }
 
     /// Fetches the DAG under `root` from `peers`, reporting progress; pins it when complete.
@@ -187,7 +189,11 @@ impl Bitswap {
 
     async fn dispatch(&self, peer: PeerId, m: message::Message) {
         if !m.wants.is_empty() || m.full {
-            self.server.on_wants(peer, m.wants, m.full);
+            let dropped = self.server.on_wants(peer, m.wants, m.full);
+            if dropped > 0 {
+                let reason = format!("wantlist over {} entries ({dropped} more)", server::MAX_WANTS_PER_PEER);
+                let _ = self.events.send(Event::PeerMisbehaved { peer, reason });
+            }
         }
         for b in m.blocks {
             self.registry.on_block(peer, b).await;

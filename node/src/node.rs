@@ -27,6 +27,8 @@ use crate::network::{self, Multiaddr, PeerId};
 pub const MAX_FUTURE_SECS: u64 = 5 * 60;
 /// Node events buffered per subscriber.
 const EVENT_QUEUE: usize = 1024;
+/// How long a peer that sent wrong or malformed Bitswap data is refused.
+pub const BAN: Duration = Duration::from_secs(10 * 60);
 
 /// What the node tells its users (the daemon turns these into signals).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -441,8 +443,8 @@ impl Node {
                 },
                 ev = bs.recv() => match ev {
                     Ok(bitswap::Event::PeerMisbehaved { peer, reason }) => {
-                        tracing::warn!(%peer, %reason, "disconnecting a misbehaving peer");
-                        let _ = self.network.disconnect(peer).await;
+                        tracing::warn!(%peer, %reason, ban_secs = BAN.as_secs(), "banning a misbehaving peer");
+                        let _ = self.network.ban(peer, BAN).await;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => break,

@@ -64,6 +64,7 @@ pub struct Progress {
 
 /// What a fetch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FetchStats {
     pub root: String,
     pub blocks_fetched: u64,
@@ -79,12 +80,16 @@ pub(super) enum SessionEvent {
     Block(PeerId, Block),
     DontHave(PeerId, Cid),
     /// A block the session did not want, from this peer.
-    Unsolicited(PeerId, Cid),
+    Unsolicited(PeerId),
+    /// The peer disconnected or was banned: what it owes goes to other peers.
+    Gone(PeerId),
 }
 
 struct Entry {
     tx: mpsc::Sender<SessionEvent>,
     wanted: HashSet<Cid>,
+    /// Every CID the session asked of each peer (to tell a late block from a wrong one).
+    asked: HashMap<PeerId, HashSet<Cid>>,
 }
 
 /// Routes incoming blocks and presences to the sessions waiting for them.
@@ -102,13 +107,14 @@ impl Registry {
     fn open(&self) -> (u64, mpsc::Receiver<SessionEvent>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        self.lock().insert(id, Entry { tx, wanted: HashSet::new() });
+        self.lock().insert(id, Entry { tx, wanted: HashSet::new(), asked: HashMap::new() });
         (id, rx)
     }
 
-    fn want(&self, id: u64, cid: Cid) {
+    fn want(&self, id: u64, peer: PeerId, cid: Cid) {
         if let Some(e) = self.lock().get_mut(&id) {
             e.wanted.insert(cid);
+            e.asked.entry(peer).or_default().insert(cid);
         }
     }
 
@@ -122,29 +128,44 @@ impl Registry {
         self.lock().remove(&id);
     }
 
-    /// Routes a block: to the sessions that want it, else to every session as unsolicited.
+    /// Routes a block: to the sessions that want it; a block that no session ever asked this
+    /// peer for goes to every session as unsolicited (a late answer to a moved or cancelled
+    /// want is dropped).
     pub async fn on_block(&self, peer: PeerId, block: Block) {
-        let (wanting, others): (Vec<_>, Vec<_>) = {
+        let (wanting, others, late): (Vec<_>, Vec<_>, bool) = {
             let s = self.lock();
             let mut wanting = Vec::new();
             let mut others = Vec::new();
+            let mut late = false;
             for e in s.values() {
                 if e.wanted.contains(block.cid()) {
                     wanting.push(e.tx.clone());
                 } else {
                     others.push(e.tx.clone());
                 }
+                late |= e.asked.get(&peer).is_some_and(|a| a.contains(block.cid()));
             }
-            (wanting, others)
+            (wanting, others, late)
         };
+        if wanting.is_empty() && late {
+            return;
+        }
         if wanting.is_empty() {
             for tx in others {
-                let _ = tx.send(SessionEvent::Unsolicited(peer, *block.cid())).await;
+                let _ = tx.send(SessionEvent::Unsolicited(peer)).await;
             }
             return;
         }
         for tx in wanting {
             let _ = tx.send(SessionEvent::Block(peer, block.clone())).await;
+        }
+    }
+
+    /// Tells every session the peer is gone.
+    pub async fn on_peer_gone(&self, peer: PeerId) {
+        let txs: Vec<_> = self.lock().values().map(|e| e.tx.clone()).collect();
+        for tx in txs {
+            let _ = tx.send(SessionEvent::Gone(peer)).await;
         }
     }
 
@@ -210,9 +231,9 @@ pub(super) async fn fetch(
         queue: VecDeque::new(),
         known: HashSet::new(),
         tried: HashMap::new(),
-        asked: HashMap::new(),
         timeouts: HashMap::new(),
         peers: peers.clone(),
+        slow: HashSet::new(),
         bad: Vec::new(),
         pending: Vec::new(),
         pending_bytes: 0,
@@ -291,11 +312,11 @@ struct Session {
     known: HashSet<Cid>,
     /// Peers that could not give a CID.
     tried: HashMap<Cid, HashSet<PeerId>>,
-    /// Every CID asked of each peer (to tell a late block from a wrong one).
-    asked: HashMap<PeerId, HashSet<Cid>>,
     /// Timeouts per CID.
     timeouts: HashMap<Cid, u32>,
     peers: Vec<PeerId>,
+    /// Peers that let a want time out: one want at a time until they deliver again.
+    slow: HashSet<PeerId>,
     bad: Vec<PeerId>,
     /// Received, not yet stored.
     pending: Vec<Block>,
@@ -331,6 +352,10 @@ impl Session {
             let tried = self.tried.get(&c);
             let eligible: Vec<PeerId> =
                 self.peers.iter().copied().filter(|p| tried.is_none_or(|t| !t.contains(p))).collect();
+            if self.peers.is_empty() {
+                // Every peer disconnected, was banned or sent wrong bytes.
+                return Err(Error::NoPeers);
+            }
             if eligible.is_empty() {
                 let asked = tried.map_or(0, HashSet::len);
                 return Err(Error::NotFound { cid: c.to_string(), asked });
@@ -340,7 +365,7 @@ impl Session {
             let Some(peer) = eligible
                 .iter()
                 .copied()
-                .filter(|p| load[p] < WINDOW_PER_PEER)
+                .filter(|p| load[p] < if self.slow.contains(p) { 1 } else { WINDOW_PER_PEER })
                 .min_by_key(|p| (load[p], rand::random::<u32>()))
             else {
                 deferred.push_back(c);
@@ -348,8 +373,7 @@ impl Session {
                 break;
             };
             *load.entry(peer).or_default() += 1;
-            registry.want(guard.id, c);
-            self.asked.entry(peer).or_default().insert(c);
+            registry.want(guard.id, peer, c);
             guard.in_flight.insert(c, (peer, Instant::now()));
             self.priority = self.priority.saturating_sub(1).max(1);
             batches.entry(peer).or_default().push(Want {
@@ -385,6 +409,7 @@ impl Session {
                     return Ok(());
                 }
                 registry.unwant(guard.id, &c);
+                self.slow.remove(&peer);
                 self.stats.blocks_fetched += 1;
                 self.stats.bytes_fetched += block.data().len() as u64;
                 self.progress.blocks += 1;
@@ -435,11 +460,19 @@ impl Session {
                     self.queue.push_front(c);
                 }
             }
-            SessionEvent::Unsolicited(peer, c) => {
+            SessionEvent::Unsolicited(peer) => {
+                // No session ever asked the peer for these bytes: if it owes us blocks, what it
+                // sent instead is wrong.
                 let owes = guard.in_flight.values().any(|(p, _)| *p == peer);
-                let ever_asked = self.asked.get(&peer).is_some_and(|a| a.contains(&c));
-                if owes && !ever_asked {
+                if owes {
                     self.drop_peer(peer, registry, outboxes, guard).await;
+                }
+            }
+            SessionEvent::Gone(peer) => {
+                if self.peers.contains(&peer) {
+                    tracing::debug!(%peer, "peer gone: its wants move to other peers");
+                    self.peers.retain(|p| *p != peer);
+                    self.requeue_owed(peer, registry, guard);
                 }
             }
         }
@@ -452,16 +485,20 @@ impl Session {
         self.peers.retain(|p| *p != peer);
         self.bad.push(peer);
         self.stats.bad_peers.push(peer.to_string());
+        let cancels = self.requeue_owed(peer, registry, guard).into_iter().map(cancel).collect();
+        outboxes.send(peer, Message { wants: cancels, ..Default::default() }).await;
+    }
+
+    /// Puts back in the queue what `peer` owes; returns those CIDs.
+    fn requeue_owed(&mut self, peer: PeerId, registry: &Registry, guard: &mut Guard) -> Vec<Cid> {
         let owed: Vec<Cid> =
             guard.in_flight.iter().filter(|(_, (p, _))| *p == peer).map(|(c, _)| *c).collect();
-        let mut cancels = Vec::new();
-        for c in owed {
-            guard.in_flight.remove(&c);
-            registry.unwant(guard.id, &c);
-            self.queue.push_front(c);
-            cancels.push(cancel(c));
+        for c in &owed {
+            guard.in_flight.remove(c);
+            registry.unwant(guard.id, c);
+            self.queue.push_front(*c);
         }
-        outboxes.send(peer, Message { wants: cancels, ..Default::default() }).await;
+        owed
     }
 
     fn on_tick(&mut self, guard: &mut Guard) {
@@ -475,6 +512,7 @@ impl Session {
         for (c, p) in expired {
             tracing::debug!(cid = %c, peer = %p, "want timed out");
             guard.in_flight.remove(&c);
+            self.slow.insert(p);
             let n = self.timeouts.entry(c).or_default();
             *n += 1;
             let tried = self.tried.get(&c);
@@ -508,5 +546,33 @@ impl Session {
             Some(w) => w.await.map_err(|e| Error::Store(e.to_string()))?,
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(data: &[u8]) -> Block {
+        let cid = crate::blocks::unixfs::root_cid(data);
+        Block::computed(cid, data.to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_late_block_is_not_taken_for_a_wrong_one_by_another_session() {
+        let registry = Registry::default();
+        let peer = PeerId::random();
+        let (a, mut a_rx) = registry.open();
+        let (_b, mut b_rx) = registry.open();
+        let (x, y) = (block(b"x"), block(b"y"));
+        // Session a asked the peer for x, then got x elsewhere: the peer's copy comes late.
+        registry.want(a, peer, *x.cid());
+        registry.unwant(a, x.cid());
+        registry.on_block(peer, x).await;
+        assert!(a_rx.try_recv().is_err() && b_rx.try_recv().is_err(), "a late block is dropped quietly");
+        // y was never asked of the peer by anyone: every session hears of it.
+        registry.on_block(peer, y).await;
+        assert!(matches!(a_rx.try_recv(), Ok(SessionEvent::Unsolicited(p)) if p == peer));
+        assert!(matches!(b_rx.try_recv(), Ok(SessionEvent::Unsolicited(p)) if p == peer));
     }
 }

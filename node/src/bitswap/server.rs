@@ -31,6 +31,16 @@ struct Ledger {
     working: bool,
 }
 
+impl Ledger {
+    /// Drops the queued entries that were cancelled or are queued twice (want, cancel, want
+    /// again), so the queue stays within the wanted set's bound.
+    fn compact(&mut self) {
+        let mut seen = HashSet::new();
+        let wanted = &self.wanted;
+        self.queue.retain(|w| wanted.contains(&w.cid) && seen.insert(w.cid));
+    }
+}
+
 use crate::blocks::cid::Cid;
 
 /// What the server has sent since start.
@@ -75,13 +85,14 @@ impl Server {
         }
     }
 
-    /// Takes the wantlist part of a message.
-    pub fn on_wants(&self, peer: PeerId, wants: Vec<Want>, full: bool) {
+    /// Takes the wantlist part of a message; returns how many wants were over the per-peer
+    /// limit and dropped (an honest peer never gets there).
+    pub fn on_wants(&self, peer: PeerId, wants: Vec<Want>, full: bool) -> usize {
         let ledger = {
             let mut all = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
             all.entry(peer).or_default().clone()
         };
-        let start = {
+        let (start, dropped) = {
             let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
             if full {
                 l.wanted.clear();
@@ -96,20 +107,21 @@ impl Server {
                         dropped += 1;
                         continue;
                     }
+                    if l.queue.len() >= 2 * MAX_WANTS_PER_PEER {
+                        l.compact();
+                    }
                     l.wanted.insert(w.cid);
                     l.queue.push_back(w);
                 }
             }
-            if dropped > 0 {
-                tracing::debug!(%peer, dropped, "wantlist over the per-peer limit");
-            }
             let start = !l.working && !l.queue.is_empty();
             l.working |= start;
-            start
+            (start, dropped)
         };
         if start {
             tokio::spawn(self.clone().work(peer, ledger));
         }
+        dropped
     }
 
     /// Forgets a disconnected peer's wants.
@@ -184,5 +196,32 @@ impl Server {
         tokio::task::spawn_blocking(move || store.get(&cid).map_err(|e| e.to_string()))
             .await
             .map_err(|e| e.to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multihash_codetable::{Code, MultihashDigest};
+
+    fn want(data: &[u8]) -> Want {
+        Want {
+            cid: Cid::new_v1(crate::blocks::cid::RAW, Code::Sha2_256.digest(data)),
+            priority: 1,
+            cancel: false,
+            want_type: WantType::Block,
+            send_dont_have: false,
+        }
+    }
+
+    #[test]
+    fn compacting_keeps_each_still_wanted_cid_once() {
+        let (a, b) = (want(b"a"), want(b"b"));
+        let mut l = Ledger::default();
+        // Want a, want b, cancel b, cancel a, want a again.
+        l.queue.extend([a.clone(), b.clone(), a.clone()]);
+        l.wanted.insert(a.cid);
+        l.compact();
+        assert_eq!(l.queue.iter().map(|w| w.cid).collect::<Vec<_>>(), vec![a.cid]);
     }
 }

@@ -179,10 +179,10 @@ async fn fetch_via_daemon(endpoint: crate::rpc::client::Endpoint, a: &FetchArgs)
         let data = crate::json::from_b64(v["data"].as_str().unwrap_or_default())?;
         write_atomic(out, &data).with_context(|| format!("cannot write {}", out.display()))?;
     }
-    let bytes = stats["bytes_fetched"].as_u64().unwrap_or(0);
+    let bytes = stats["bytesFetched"].as_u64().unwrap_or(0);
     super::out(format!(
         "fetched {cid}: {bytes} bytes in {} blocks ({} already local) in {secs:.2} s, {:.1} MB/s (by the daemon)",
-        stats["blocks_fetched"], stats["blocks_local"], bytes as f64 / secs / 1e6
+        stats["blocksFetched"], stats["blocksLocal"], bytes as f64 / secs / 1e6
     ))?;
     Ok(())
 }

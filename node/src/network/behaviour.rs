@@ -1,7 +1,10 @@
 //! The composed libp2p behaviour.
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, gossipsub, identify, identity, kad, ping, request_response, StreamProtocol};
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, identify, identity, kad, ping, request_response,
+    StreamProtocol,
+};
 
 use super::{Config, Error};
 
@@ -13,6 +16,8 @@ const PROTOCOL_VERSION: &str = "ipfs/0.1.0";
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
+    /// Banned peers: their connections are closed and refused.
+    pub banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -89,6 +94,7 @@ impl Behaviour {
             .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
             .map_err(|e| Error::Setup(format!("gossipsub scoring: {e}")))?;
         let behaviour = Self {
+            banned: allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(
                 identify::Config::new(PROTOCOL_VERSION.to_string(), key.public())

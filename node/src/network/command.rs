@@ -15,6 +15,8 @@ pub(super) enum Command {
     Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>> },
     DialPeer { peer: PeerId, reply: oneshot::Sender<Result<PeerId, Error>> },
     Disconnect { peer: PeerId },
+    Ban { peer: PeerId, duration: std::time::Duration },
+    Banned { reply: oneshot::Sender<Vec<PeerId>> },
     Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Provide { cid: Cid, reply: oneshot::Sender<Result<(), Error>> },
@@ -28,10 +30,12 @@ pub(super) enum Command {
 }
 
 /// A connected peer.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PeerInfo {
     pub peer_id: String,
     pub addrs: Vec<String>,
+    /// Its gossipsub score (negative: it forwarded what our checks rejected).
+    pub gossip_score: Option<f64>,
 }
 
 /// Handle to the network task; cheap to clone.
@@ -67,6 +71,16 @@ impl Client {
     /// Closes every connection to `peer`.
     pub async fn disconnect(&self, peer: PeerId) -> Result<(), Error> {
         self.tx.send(Command::Disconnect { peer }).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Closes every connection to `peer` and refuses its connections for `duration`.
+    pub async fn ban(&self, peer: PeerId, duration: std::time::Duration) -> Result<(), Error> {
+        self.tx.send(Command::Ban { peer, duration }).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// The peers banned now.
+    pub async fn banned(&self) -> Result<Vec<PeerId>, Error> {
+        self.ask(|reply| Command::Banned { reply }).await
     }
 
     /// The connected peers.

@@ -98,6 +98,7 @@ pub async fn start(
         pending_requests: HashMap::new(),
         inbound_requests: HashMap::new(),
         next_inbound: 0,
+        bans: HashMap::new(),
     };
     // Wait until every listener reported an address, so callers can print them.
     while lp.pending_listen > 0 {
@@ -133,13 +134,20 @@ struct EventLoop {
     pending_requests: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, Error>>>,
     inbound_requests: HashMap<u64, request_response::ResponseChannel<Vec<u8>>>,
     next_inbound: u64,
+    /// Banned peers and when their ban ends.
+    bans: HashMap<PeerId, std::time::Instant>,
 }
+
+/// How often expired bans are lifted.
+const BAN_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl EventLoop {
     async fn run(mut self, cancel: CancellationToken) {
+        let mut sweep = tokio::time::interval(BAN_SWEEP);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                _ = sweep.tick() => self.lift_expired_bans(),
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
@@ -148,6 +156,17 @@ impl EventLoop {
             }
         }
         tracing::debug!("network task stopped");
+    }
+
+    fn lift_expired_bans(&mut self) {
+        let now = std::time::Instant::now();
+        let expired: Vec<PeerId> =
+            self.bans.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        for peer in expired {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().banned.unblock_peer(peer);
+            tracing::info!(%peer, "ban lifted");
+        }
     }
 
     fn emit(&self, e: Event) {
@@ -241,11 +260,25 @@ impl EventLoop {
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Ban { peer, duration } => {
+                // Blocking closes the peer's connections and refuses new ones.
+                self.swarm.behaviour_mut().banned.block_peer(peer);
+                let until = std::time::Instant::now() + duration;
+                let end = self.bans.entry(peer).or_insert(until);
+                *end = (*end).max(until);
+            }
+            Command::Banned { reply } => {
+                let _ = reply.send(self.bans.keys().copied().collect());
+            }
             Command::Peers { reply } => {
                 let peers = self
                     .swarm
                     .connected_peers()
-                    .map(|p| PeerInfo { peer_id: p.to_string(), addrs: Vec::new() })
+                    .map(|p| PeerInfo {
+                        peer_id: p.to_string(),
+                        addrs: Vec::new(),
+                        gossip_score: self.swarm.behaviour().gossipsub.peer_score(p),
+                    })
                     .collect();
                 let _ = reply.send(peers);
             }

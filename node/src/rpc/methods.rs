@@ -402,6 +402,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "listenAddrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
             "served": ctx.node.bitswap.served(),
+            "banned": ctx.node.network.banned().await.map_err(failed)?.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         }))
     })?;
 
@@ -425,7 +426,10 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
 
     m.register_async_method("node_peers", |_p, ctx, _| async move {
         let peers = ctx.node.network.peers().await.map_err(failed)?;
-        RpcResult::Ok(json!(peers.into_iter().map(|p| json!({"peerId": p.peer_id})).collect::<Vec<_>>()))
+        RpcResult::Ok(json!(peers
+            .into_iter()
+            .map(|p| json!({"peerId": p.peer_id, "gossipScore": p.gossip_score}))
+            .collect::<Vec<_>>()))
     })?;
 
     m.register_async_method("blocks_add", |p, ctx, _| async move {
