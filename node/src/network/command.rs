@@ -1,7 +1,7 @@
 //! Commands to the network task, and the cloneable handle that sends them.
 
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::{Error, Event};
 use crate::blocks::cid::Cid;
@@ -16,9 +16,7 @@ pub(super) enum Command {
     DialPeer { peer: PeerId, reply: oneshot::Sender<Result<PeerId, Error>> },
     Disconnect { peer: PeerId },
     Ban { peer: PeerId, duration: std::time::Duration },
-    Banned { reply: oneshot::Sender<Vec<PeerId>> },
     Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Provide { cid: Cid, reply: oneshot::Sender<Result<(), Error>> },
     FindProviders { cid: Cid, reply: oneshot::Sender<Result<Vec<PeerId>, Error>> },
     Subscribe { topic: String, subscribe: bool },
@@ -44,6 +42,15 @@ pub struct Client {
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) events: broadcast::Sender<Event>,
     pub(super) local: PeerId,
+    /// What status queries read without waiting on the network task.
+    pub(super) status: watch::Receiver<Status>,
+}
+
+/// The network's state that status queries read, kept current by the network task.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Status {
+    pub listen_addrs: Vec<Multiaddr>,
+    pub banned: Vec<PeerId>,
 }
 
 impl Client {
@@ -80,7 +87,7 @@ impl Client {
 
     /// The peers banned now.
     pub async fn banned(&self) -> Result<Vec<PeerId>, Error> {
-        self.ask(|reply| Command::Banned { reply }).await
+        Ok(self.status.borrow().banned.clone())
     }
 
     /// The connected peers.
@@ -90,7 +97,7 @@ impl Client {
 
     /// Our listen addresses, each with `/p2p/<our id>`.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, Error> {
-        self.ask(|reply| Command::ListenAddrs { reply }).await
+        Ok(self.status.borrow().listen_addrs.clone())
     }
 
     /// Announces on the DHT that we provide `cid`.

@@ -8,11 +8,11 @@ use libp2p::{
     gossipsub, identify, identity, kad, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
 };
 use std::collections::HashMap;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::command::{Client, Command, PeerInfo, COMMAND_QUEUE};
+use super::command::{Client, Command, PeerInfo, Status, COMMAND_QUEUE};
 use super::{Config, Error, Event};
 
 /// Bound of the event broadcast: a subscriber this far behind loses the oldest events.
@@ -82,15 +82,15 @@ pub async fn start(
     let streams = swarm.behaviour().stream.new_control();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (events, _) = broadcast::channel(EVENT_QUEUE);
-    let client = Client { tx, events: events.clone(), local };
+    let (status, status_rx) = watch::channel(Status::default());
+    let client = Client { tx, events: events.clone(), local, status: status_rx };
     let mut lp = EventLoop {
         swarm,
         rx,
         events,
         local,
-        listen_addrs: Vec::new(),
+        status,
         pending_listen: listen_ids.len(),
-        listen_waiters: Vec::new(),
         pending_dials: HashMap::new(),
         pending_provides: HashMap::new(),
         pending_providers: HashMap::new(),
@@ -123,9 +123,8 @@ struct EventLoop {
     rx: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
     local: PeerId,
-    listen_addrs: Vec<Multiaddr>,
+    status: watch::Sender<Status>,
     pending_listen: usize,
-    listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<Result<(), Error>>>,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, ProvidersReply)>,
@@ -164,6 +163,7 @@ impl EventLoop {
             self.bans.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
         for peer in expired {
             self.bans.remove(&peer);
+            self.status.send_modify(|s| s.banned.retain(|p| *p != peer));
             self.swarm.behaviour_mut().banned.unblock_peer(peer);
             tracing::info!(%peer, "ban lifted");
         }
@@ -266,9 +266,13 @@ impl EventLoop {
                 let until = std::time::Instant::now() + duration;
                 let end = self.bans.entry(peer).or_insert(until);
                 *end = (*end).max(until);
-            }
-            Command::Banned { reply } => {
-                let _ = reply.send(self.bans.keys().copied().collect());
+                self.status.send_if_modified(|s| {
+                    let new = !s.banned.contains(&peer);
+                    if new {
+                        s.banned.push(peer);
+                    }
+                    new
+                });
             }
             Command::Peers { reply } => {
                 let peers = self
@@ -281,9 +285,6 @@ impl EventLoop {
                     })
                     .collect();
                 let _ = reply.send(peers);
-            }
-            Command::ListenAddrs { reply } => {
-                let _ = reply.send(self.listen_addrs.clone());
             }
             Command::Provide { cid, reply } => {
                 match self
@@ -326,11 +327,8 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with_p2p(self.local).unwrap_or_else(|a| a);
                 tracing::info!(addr = %full, "listening");
-                self.listen_addrs.push(full.clone());
+                self.status.send_modify(|s| s.listen_addrs.push(full.clone()));
                 self.pending_listen = self.pending_listen.saturating_sub(1);
-                for w in self.listen_waiters.drain(..) {
-                    let _ = w.send(self.listen_addrs.clone());
-                }
                 self.emit(Event::ListeningOn(full));
             }
             SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
