@@ -1,11 +1,13 @@
 """kill -9 of a member at 20 random points of downloading and importing a multi-archive
-history, restarting it each time: the store reopens every time, and at the end the member's
-messages equal the control node's exactly and every archive DAG is whole (issue 9, part 3)."""
+history, and of the control node at random points of its seeding rounds, restarting each time:
+the store reopens every time, at the end the member's messages equal the control node's exactly
+(every acknowledged message archived once) and every archive DAG is whole (issue 9, part 3)."""
 
 import base64
 import os
 import random
 import signal
+import threading
 import time
 
 from clients.signals import SignalListener
@@ -63,3 +65,76 @@ def test_kill_9_at_20_points_of_a_catch_up_loses_and_duplicates_nothing(daemons)
         assert stat["complete"], a
         got = base64.b64decode(member.rpc.call("blocks_cat", {"cid": a["cid"]})["data"])
         assert len(got) == stat["size"]
+
+
+CONTROL_KILLS = 8
+
+
+def test_kill_9_of_the_control_node_during_seeding_rounds_loses_nothing(daemons):
+    control = daemons(extra_config="[archive]\npartition_secs = 1\n")
+    created = create(control, "control-crashes", encrypted=True)
+    cid = created["communityId"]
+    big = os.urandom(400 * 1024)
+    rng = random.Random(9)
+    sent, outcomes = 0, []
+
+    def two_seconds_of_messages(trial):
+        nonlocal sent
+        # Two 1 s windows of messages, all acknowledged before the round starts.
+        for second in range(2):
+            start = time.time()
+            for i in range(5):
+                send(control, cid, bytes([trial, second, i]) + big)
+                sent += 1
+            while time.time() < int(start) + 1:
+                time.sleep(0.02)
+
+    # A round of that much work, timed, so the kills can land anywhere inside one.
+    two_seconds_of_messages(255)
+    start = time.monotonic()
+    control.rpc.call("archive_createNow", {"communityId": cid})
+    round_secs = time.monotonic() - start
+    pending = 0  # batches of messages not archived yet: a cut round leaves its work to the next
+    for trial in range(CONTROL_KILLS):
+        two_seconds_of_messages(trial)
+        pending += 1
+        round_done = []
+        round_thread = threading.Thread(target=lambda: round_done.append(call_quietly(control, cid)), daemon=True)
+        round_thread.start()
+        time.sleep(rng.uniform(0.1, 1.2) * round_secs * pending)
+        control.proc.send_signal(signal.SIGKILL)
+        control.proc.wait(30)
+        round_thread.join(30)
+        outcomes.append("finished" if round_done and round_done[0] else "cut")
+        pending = 0 if outcomes[-1] == "finished" else pending
+        # The store must reopen, whatever the kill cut.
+        control = daemons(control.data_dir)
+    print(f"a round takes {round_secs:.2f}s; rounds at each kill:", outcomes)
+    assert outcomes.count("cut") >= CONTROL_KILLS // 2, outcomes
+    assert "finished" in outcomes, "some kills should land just after a round, too"
+
+    # One last round takes whatever the cut rounds left (every message is in a past window).
+    control.rpc.call("archive_createNow", {"communityId": cid})
+    archives = control.rpc.call("archive_index", {"communityId": cid})["archives"]
+    for a in archives:
+        stat = control.rpc.call("blocks_stat", {"cid": a["cid"]})
+        assert stat["complete"], a
+    member = daemons()
+    listener = SignalListener(member.url, member.token)
+    try:
+        member.rpc.call("community_join", {"invite": created["invite"]})
+        member.rpc.call("node_connect", {"multiaddr": control.addr})
+        listener.wait_for_signal(FINISHED, lambda e: e["communityId"] == cid, timeout=180)
+    finally:
+        listener.close()
+    # Every acknowledged message is archived exactly once: the member imported them all.
+    assert_same_history(control, member, cid, sent)
+
+
+def call_quietly(control, cid) -> bool:
+    """True when the round finished before the kill."""
+    try:
+        control.rpc.call("archive_createNow", {"communityId": cid}, timeout=60)
+        return True
+    except Exception:
+        return False
