@@ -6,4 +6,5 @@
 pub mod auth;
 pub mod client;
 pub mod methods;
+pub mod params;
 pub mod server;

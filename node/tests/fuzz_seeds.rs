@@ -1,7 +1,8 @@
 //! The fuzzers' seed corpora: real encodings made by the node's own code (signed messages in an
 //! archive, an index, sealed blobs, a signed announcement, Bitswap messages, a dag-pb node, a CAR
-//! file), each checked to decode as the fuzz target decodes it. With `FUZZ_SEEDS_DIR` set
-//! (scripts/fuzz.sh sets it), they are also written to `<dir>/<target>/`.
+//! file, the params of every RPC method), each checked to decode as the fuzz target decodes it.
+//! With `FUZZ_SEEDS_DIR` set (scripts/fuzz.sh sets it), they are also written to
+//! `<dir>/<target>/`.
 
 use std::path::PathBuf;
 
@@ -112,4 +113,36 @@ fn seeds_are_real_encodings_that_decode() {
         }
     });
     write(&dir, "bitswap", "want-then-block", &stream);
+
+    // Valid params of every method the rpc_params target picks (first byte: the method).
+    let invite = archive_node::communities::Invite {
+        id: community.to_string(),
+        name: "a community".into(),
+        key: Some(hex::encode([9u8; 32])),
+    }
+    .encode();
+    let peer = libp2p::identity::Keypair::ed25519_from_bytes([7u8; 32]).expect("key").public().to_peer_id();
+    for (i, method) in archive_node::rpc::params::METHODS.iter().enumerate() {
+        let raw = match *method {
+            "node_connect" => r#"{"multiaddr":"/ip4/127.0.0.1/tcp/4001"}"#.to_string(),
+            "community_create" => r#"{"name":"a community","encrypted":true}"#.to_string(),
+            "community_join" => format!(r#"{{"invite":"{invite}"}}"#),
+            "messages_send" => format!(r#"{{"communityId":"{community}","topic":"chat","payload":"aGk="}}"#),
+            "messages_query" => {
+                format!(
+                    r#"{{"communityId":"{community}","topics":["chat","0x01020304"],"from":1,"limit":5}}"#
+                )
+            }
+            "archive_setEnabled" => format!(r#"{{"communityId":"{community}","enabled":false}}"#),
+            "archive_setInterval" => format!(r#"["{community}",60]"#),
+            "blocks_add" => r#"{"data":"aGVsbG8=","chunkSize":1024,"maxLinks":4}"#.to_string(),
+            "blocks_addPath" => r#"{"path":"/tmp/x"}"#.to_string(),
+            "blocks_cat" => format!(r#"{{"cid":"{root}"}}"#),
+            "blocks_fetch" => format!(r#"{{"cid":"{root}","peers":["/ip4/127.0.0.1/tcp/1/p2p/{peer}"]}}"#),
+            "debug_publish" => r#"{"topic":"t","data":""}"#.to_string(),
+            _ => format!(r#"{{"communityId":"{community}"}}"#),
+        };
+        archive_node::rpc::params::check(method, &raw).unwrap_or_else(|e| panic!("{method} {raw}: {e:?}"));
+        write(&dir, "rpc_params", method, &[&[i as u8][..], raw.as_bytes()].concat());
+    }
 }

@@ -1,31 +1,30 @@
 //! The JSON-RPC methods.
 //!
-//! Conventions: parameters by name (one object) or by position; bytes are standard base64; CIDs
-//! are strings; times are unix seconds. Invalid parameters get -32602 with a message naming the
-//! field.
+//! Conventions: parameters by name (one object) or by position, decoded and checked by
+//! [`params`](super::params) before a method runs; bytes are standard base64; CIDs are strings;
+//! times are unix seconds. Invalid parameters get -32602 with a message naming the field.
 
 use std::sync::Arc;
 
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule, SubscriptionMessage};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::bitswap::Progress;
 use crate::blocks::cid::Cid;
-use crate::blocks::unixfs::{Layout, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINKS};
 use crate::blocks::{files, store};
-use crate::json::{b64, from_b64};
+use crate::json::b64;
 use crate::network::Multiaddr;
 use crate::node::Node;
 use crate::signals::{names, Signals};
 
+use super::params::{self, invalid};
+
 /// JSON-RPC error codes.
 pub mod codes {
-    pub const INVALID_PARAMS: i32 = -32602;
+    pub const INVALID_PARAMS: i32 = crate::rpc::params::INVALID_PARAMS;
     /// A well-formed request the node could not carry out.
     pub const FAILED: i32 = -32000;
     /// The answer would be larger than the RPC limit.
@@ -45,25 +44,11 @@ pub struct Ctx {
     pub token_path: std::path::PathBuf,
 }
 
-fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(codes::INVALID_PARAMS, msg.into(), None::<()>)
-}
-
 /// A call the node cannot carry out: the caller gets the reason, and so does the log.
 fn failed(e: impl std::fmt::Display) -> ErrorObjectOwned {
     let reason = e.to_string();
     tracing::warn!(%reason, "RPC call failed");
     ErrorObjectOwned::owned(codes::FAILED, reason, None::<()>)
-}
-
-/// Parses the parameters (named or positional) into `T`; errors name the field.
-fn parse<T: DeserializeOwned>(p: &Params) -> Result<T, ErrorObjectOwned> {
-    let raw = p.as_str().unwrap_or("{}");
-    serde_json::from_str(raw).map_err(|e| invalid(format!("invalid params: {e}")))
-}
-
-fn cid(field: &str, s: &str) -> Result<Cid, ErrorObjectOwned> {
-    s.parse().map_err(|e| invalid(format!("invalid params: {field}: not a CID ({e})")))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -72,105 +57,11 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(failed)?
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConnectParams {
-    multiaddr: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct AddParams {
-    data: String,
-    chunk_size: Option<usize>,
-    max_links: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct AddPathParams {
-    path: String,
-    chunk_size: Option<usize>,
-    max_links: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CidParams {
-    cid: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FetchParams {
-    cid: String,
-    #[serde(default)]
-    peers: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateParams {
-    name: String,
-    #[serde(default)]
-    encrypted: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InviteParams {
-    invite: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CommunityParams {
-    community_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct SendParams {
-    community_id: String,
-    topic: String,
-    payload: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct QueryParams {
-    community_id: String,
-    #[serde(default)]
-    topics: Vec<String>,
-    from: Option<u64>,
-    to: Option<u64>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
-fn community_id(s: &str) -> Result<crate::community::CommunityId, ErrorObjectOwned> {
-    s.parse().map_err(|e| invalid(format!("invalid params: communityId: {e}")))
-}
-
 fn community_view(r: &crate::communities::Record) -> Value {
     json!({
         "communityId": r.id, "name": r.name, "control": r.control_secret.is_some(),
         "encrypted": r.encrypted(), "joinedAt": r.joined_at,
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct EnabledParams {
-    community_id: String,
-    enabled: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct IntervalParams {
-    community_id: String,
-    seconds: u64,
 }
 
 /// Updates a community record.
@@ -191,19 +82,11 @@ async fn update_record(
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishParams {
-    topic: String,
-    data: String,
-}
-
 /// Registers `debug_publish`: publishes raw bytes on a gossip topic, as a hostile peer would.
 fn register_debug(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("debug_publish", |p, ctx, _| async move {
-        let params: PublishParams = parse(&p)?;
-        let data = from_b64(&params.data).map_err(|e| invalid(format!("invalid params: data: {e}")))?;
-        ctx.node.network.publish(params.topic, data).await.map_err(failed)?;
+        let (topic, data) = params::publish(&p)?;
+        ctx.node.network.publish(topic, data).await.map_err(failed)?;
         RpcResult::Ok(json!({}))
     })?;
     Ok(())
@@ -212,8 +95,7 @@ fn register_debug(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Registe
 /// Registers `archive_*`.
 fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("archive_createNow", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
+        let id = params::community(&p)?;
         let outcome = ctx.node.seeder.round(id).await.map_err(failed)?;
         RpcResult::Ok(json!({
             "from": outcome.from, "to": outcome.to, "archives": outcome.archives.len(),
@@ -221,14 +103,12 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         }))
     })?;
     m.register_async_method("archive_setEnabled", |p, ctx, _| async move {
-        let params: EnabledParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
-        update_record(&ctx, id, move |r| r.archives_enabled = params.enabled).await?;
-        RpcResult::Ok(json!({"enabled": params.enabled}))
+        let (id, enabled) = params::enabled(&p)?;
+        update_record(&ctx, id, move |r| r.archives_enabled = enabled).await?;
+        RpcResult::Ok(json!({"enabled": enabled}))
     })?;
     m.register_async_method("archive_getInterval", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
+        let id = params::community(&p)?;
         let r = ctx
             .node
             .communities
@@ -238,17 +118,12 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         RpcResult::Ok(json!({"seconds": r.archive_interval_secs}))
     })?;
     m.register_async_method("archive_setInterval", |p, ctx, _| async move {
-        let params: IntervalParams = parse(&p)?;
-        if params.seconds == 0 {
-            return Err(invalid("invalid params: seconds: must be at least 1"));
-        }
-        let id = community_id(&params.community_id)?;
-        update_record(&ctx, id, move |r| r.archive_interval_secs = params.seconds).await?;
-        RpcResult::Ok(json!({"seconds": params.seconds}))
+        let (id, seconds) = params::interval(&p)?;
+        update_record(&ctx, id, move |r| r.archive_interval_secs = seconds).await?;
+        RpcResult::Ok(json!({"seconds": seconds}))
     })?;
     m.register_async_method("archive_latestAnnouncement", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
+        let id = params::community(&p)?;
         let bytes = ctx.node.archive_state.announcement(&id).map_err(failed)?;
         let signed = bytes.and_then(|b| crate::announce::verify(&id, &b).ok());
         RpcResult::Ok(signed.map_or(
@@ -257,26 +132,22 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         ))
     })?;
     m.register_async_method("archive_downloadedArchiveIds", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
+        let id = params::community(&p)?;
         let downloaded = ctx.node.archive_state.downloaded(&id).map_err(failed)?;
         RpcResult::Ok(json!(downloaded.into_keys().collect::<Vec<_>>()))
     })?;
     m.register_async_method("archive_importProgress", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
+        let id = params::community(&p)?;
         let downloaded = ctx.node.archive_state.downloaded(&id).map_err(failed)?;
         let imported = downloaded.values().filter(|i| **i).count();
         RpcResult::Ok(json!({"downloaded": downloaded.len(), "imported": imported}))
     })?;
     m.register_async_method("archive_hasCommunityArchive", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
+        let id = params::community(&p)?;
         RpcResult::Ok(json!(ctx.node.archive_state.announcement(&id).map_err(failed)?.is_some()))
     })?;
     m.register_async_method("archive_index", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
+        let id = params::community(&p)?;
         let (node, blocks) = (ctx.node.clone(), ctx.node.blocks.clone());
         let index = blocking(move || {
             let bytes = node.archive_state.announcement(&id).map_err(failed)?;
@@ -308,25 +179,20 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
 /// Registers `community_*` and `messages_*`.
 fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("community_create", |p, ctx, _| async move {
-        let params: CreateParams = parse(&p)?;
-        if params.name.is_empty() || params.name.chars().count() > 100 {
-            return Err(invalid("invalid params: name: 1 to 100 characters"));
-        }
+        let params = params::create(&p)?;
         let r = ctx.node.create_community(params.name, params.encrypted).await.map_err(failed)?;
         let id = r.community_id().map_err(failed)?;
         let invite = ctx.node.communities.invite(&id).map_err(failed)?.encode();
         RpcResult::Ok(json!({"communityId": r.id, "invite": invite}))
     })?;
     m.register_async_method("community_join", |p, ctx, _| async move {
-        let params: InviteParams = parse(&p)?;
-        let invite = crate::communities::Invite::decode(&params.invite)
-            .map_err(|e| invalid(format!("invalid params: invite: {e}")))?;
+        let invite = params::invite(&p)?;
         let r = ctx.node.join_community(invite).await.map_err(failed)?;
         RpcResult::Ok(community_view(&r))
     })?;
     m.register_async_method("community_leave", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let left = ctx.node.leave_community(community_id(&params.community_id)?).await.map_err(failed)?;
+        let id = params::community(&p)?;
+        let left = ctx.node.leave_community(id).await.map_err(failed)?;
         RpcResult::Ok(json!({"left": left}))
     })?;
     m.register_async_method("community_list", |_p, ctx, _| async move {
@@ -334,35 +200,17 @@ fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::R
         RpcResult::Ok(json!(list.iter().map(community_view).collect::<Vec<_>>()))
     })?;
     m.register_async_method("community_invite", |p, ctx, _| async move {
-        let params: CommunityParams = parse(&p)?;
-        let invite = ctx.node.communities.invite(&community_id(&params.community_id)?).map_err(failed)?;
+        let id = params::community(&p)?;
+        let invite = ctx.node.communities.invite(&id).map_err(failed)?;
         RpcResult::Ok(json!({"invite": invite.encode()}))
     })?;
     m.register_async_method("messages_send", |p, ctx, _| async move {
-        let params: SendParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
-        let payload = from_b64(&params.payload)
-            .map_err(|e| invalid(format!("invalid params: payload: not base64 ({e})")))?;
-        if payload.len() > crate::message::MAX_GOSSIP_PAYLOAD {
-            return Err(invalid(format!(
-                "invalid params: payload: over {} bytes",
-                crate::message::MAX_GOSSIP_PAYLOAD
-            )));
-        }
-        let topic: crate::message::Topic = params.topic.parse().expect("infallible");
-        let m = ctx.node.send_message(id, topic, payload).await.map_err(failed)?;
+        let s = params::send(&p)?;
+        let m = ctx.node.send_message(s.community, s.topic, s.payload).await.map_err(failed)?;
         RpcResult::Ok(json!({"hash": format!("0x{}", hex::encode(m.hash)), "timestamp": m.timestamp}))
     })?;
     m.register_async_method("messages_query", |p, ctx, _| async move {
-        let params: QueryParams = parse(&p)?;
-        let id = community_id(&params.community_id)?;
-        let q = crate::message_store::Query {
-            topics: params.topics.iter().map(|t| t.parse().expect("infallible")).collect(),
-            from: params.from,
-            to: params.to,
-            limit: params.limit,
-            cursor: params.cursor,
-        };
+        let (id, q) = params::query(&p)?;
         let store = ctx.node.messages.clone();
         let page = blocking(move || {
             store.query(&id, &q).map_err(|e| match e {
@@ -375,15 +223,6 @@ fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::R
         RpcResult::Ok(json!({"messages": messages, "cursor": page.cursor}))
     })?;
     Ok(())
-}
-
-fn layout(chunk_size: Option<usize>, max_links: Option<usize>) -> Result<Layout, ErrorObjectOwned> {
-    let l = Layout {
-        chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
-        max_links: max_links.unwrap_or(DEFAULT_MAX_LINKS),
-    };
-    l.validate().map_err(|e| invalid(format!("invalid params: {e}")))?;
-    Ok(l)
 }
 
 fn added(imported: crate::blocks::unixfs::Imported) -> Value {
@@ -417,9 +256,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     })?;
 
     m.register_async_method("node_connect", |p, ctx, _| async move {
-        let params: ConnectParams = parse(&p)?;
-        let addr: Multiaddr =
-            params.multiaddr.parse().map_err(|e| invalid(format!("invalid params: multiaddr: {e}")))?;
+        let addr = params::connect(&p)?;
         let peer = ctx.node.network.dial(addr).await.map_err(failed)?;
         RpcResult::Ok(json!({"peerId": peer.to_string()}))
     })?;
@@ -433,22 +270,18 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     })?;
 
     m.register_async_method("blocks_add", |p, ctx, _| async move {
-        let params: AddParams = parse(&p)?;
-        let data =
-            from_b64(&params.data).map_err(|e| invalid(format!("invalid params: data: not base64 ({e})")))?;
-        let l = layout(params.chunk_size, params.max_links)?;
+        let (data, l) = params::add(&p)?;
         let store = ctx.node.blocks.clone();
         let imported = blocking(move || files::add(&store, &mut &data[..], l).map_err(failed)).await?;
         RpcResult::Ok(added(imported))
     })?;
 
     m.register_async_method("blocks_addPath", |p, ctx, _| async move {
-        let params: AddPathParams = parse(&p)?;
-        let l = layout(params.chunk_size, params.max_links)?;
+        let (path, l) = params::add_path(&p)?;
         let store = ctx.node.blocks.clone();
         let imported = blocking(move || {
-            let mut f = std::fs::File::open(&params.path)
-                .map_err(|e| invalid(format!("invalid params: path: cannot open {}: {e}", params.path)))?;
+            let mut f = std::fs::File::open(&path)
+                .map_err(|e| invalid(format!("invalid params: path: cannot open {path}: {e}")))?;
             files::add(&store, &mut f, l).map_err(failed)
         })
         .await?;
@@ -456,8 +289,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     })?;
 
     m.register_async_method("blocks_cat", |p, ctx, _| async move {
-        let params: CidParams = parse(&p)?;
-        let root = cid("cid", &params.cid)?;
+        let root = params::root(&p)?;
         let (store, max) = (ctx.node.blocks.clone(), ctx.max_cat_bytes);
         let data = blocking(move || {
             let size = store.stat(&root).map_err(failed)?.size;
@@ -481,19 +313,12 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     })?;
 
     m.register_async_method("blocks_fetch", |p, ctx, _| async move {
-        let params: FetchParams = parse(&p)?;
-        let root = cid("cid", &params.cid)?;
-        let peers = params
-            .peers
-            .iter()
-            .map(|a| a.parse::<Multiaddr>().map_err(|e| invalid(format!("invalid params: peers: {a}: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (root, peers) = params::fetch(&p)?;
         fetch_with_signals(&ctx, root, &peers).await
     })?;
 
     m.register_async_method("blocks_stat", |p, ctx, _| async move {
-        let params: CidParams = parse(&p)?;
-        let root = cid("cid", &params.cid)?;
+        let root = params::root(&p)?;
         let store = ctx.node.blocks.clone();
         let stat: store::Stat = blocking(move || store.stat(&root).map_err(failed)).await?;
         serde_json::to_value(stat).map_err(failed)
