@@ -14,9 +14,10 @@ source scripts/venv.sh
 
 cd tests-functional
 # Real peers (Helia, our daemons) talk on loopback only; inside a private network namespace
-# nothing can leave the machine even by mistake. Needs root (CI and the dev machines are).
-if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && unshare -n true 2>/dev/null; then
-  exec unshare -n bash -c 'ip link set lo up && exec .venv/bin/python -m pytest -q "$@"' pytest "$@"
+# nothing can leave the machine even by mistake. A private mount namespace lets the disk tests
+# mount a read-only bind and a small tmpfs. Needs root (CI and the dev machines are).
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && unshare -n -m true 2>/dev/null; then
+  exec unshare -n -m bash -c 'ip link set lo up && ARCHIVE_NODE_PRIVATE_MOUNTS=1 exec .venv/bin/python -m pytest -q "$@"' pytest "$@"
 fi
 echo "note: not root or no unshare: running on the host network (tests still use 127.0.0.1 only)" >&2
 exec .venv/bin/python -m pytest -q "$@"

@@ -29,7 +29,10 @@ impl DataDir {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
+            // Only when needed: a read-only data dir then fails where the node first writes.
+            if std::fs::metadata(&self.root)?.permissions().mode() & 0o777 != 0o700 {
+                std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
+            }
         }
         Ok(())
     }

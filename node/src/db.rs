@@ -24,6 +24,8 @@ pub enum Error {
     Schema { found: u32 },
     #[error("database error: {0}")]
     Backend(String),
+    #[error("cannot open the database at {path}: {reason}")]
+    Open { path: String, reason: String },
 }
 
 impl From<sled::Error> for Error {
@@ -120,7 +122,7 @@ impl Db {
                 sled::Error::Io(ref io) if io.to_string().contains("lock") => {
                     Error::Locked { path: path.display().to_string() }
                 }
-                other => Error::from(other),
+                other => Error::Open { path: path.display().to_string(), reason: other.to_string() },
             })?;
         let db = Db { inner: DbInner::Sled(db) };
         db.check_schema()?;
