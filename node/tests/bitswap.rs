@@ -182,7 +182,7 @@ mod hostile {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_drops_the_liar() {
+async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_bans_the_liar() {
     let (honest, fetcher) = (start().await, start().await);
     let (liar_addr, liar) = hostile::start().await;
     let data = bytes(3 * 1024 * 1024 + 5, 3);
@@ -192,7 +192,7 @@ async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_drops_the_liar() 
 
     let mut events = fetcher.node.network.subscribe();
     let (tx, _rx) = watch::channel(Progress::default());
-    let stats = fetcher.node.fetch(root, &[honest_addr, liar_addr], tx).await.unwrap();
+    let stats = fetcher.node.fetch(root, &[honest_addr, liar_addr.clone()], tx).await.unwrap();
     assert_eq!(read(&fetcher.node, root).await, data, "only correct bytes were stored");
     assert_eq!(stats.bad_peers, vec![liar.to_string()]);
     assert!(fetcher.node.blocks.is_complete(&root).unwrap());
@@ -209,6 +209,9 @@ async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_drops_the_liar() 
     })
     .await;
     assert_eq!(disconnected, Ok(true));
+    // And banned: neither side can connect again.
+    assert_eq!(fetcher.node.network.banned().await.unwrap(), vec![liar]);
+    assert!(fetcher.node.network.dial(liar_addr).await.is_err(), "a banned peer is not dialled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
