@@ -94,9 +94,9 @@ def test_signals_stream_peer_and_fetch_events(daemons):
         data = random.Random(2).randbytes(2 * MIB + 7)
         cid = a.rpc.call("blocks_add", {"data": b64(data)})["cid"]
         stats = b.rpc.call("blocks_fetch", {"cid": cid, "peers": [a.addr]})
-        assert stats["blocks_fetched"] == 4
+        assert stats["blocksFetched"] == 4
         done = listener.wait_for_signal("blocks.fetchCompleted", lambda e: e["cid"] == cid)
-        assert done["stats"]["bytes_fetched"] >= len(data)
+        assert done["stats"]["bytesFetched"] >= len(data)
         listener.wait_for_signal("blocks.fetchStarted", lambda e: e["cid"] == cid)
     finally:
         listener.close()
@@ -142,8 +142,8 @@ def test_sigterm_during_a_fetch_leaves_a_store_that_resumes(daemons, tmp_path):
     partial = b2.rpc.call("blocks_stat", {"cid": cid})
     assert not partial["complete"], "the fetch was interrupted"
     stats = b2.rpc.call("blocks_fetch", {"cid": cid, "peers": [a.addr]}, timeout=600)
-    assert stats["blocks_local"] > 0, "blocks stored before the stop are not fetched again"
-    assert stats["blocks_local"] + stats["blocks_fetched"] == 384 + 1
+    assert stats["blocksLocal"] > 0, "blocks stored before the stop are not fetched again"
+    assert stats["blocksLocal"] + stats["blocksFetched"] == 384 + 1
     done = b2.rpc.call("blocks_stat", {"cid": cid})
     assert done["complete"] and done["size"] == 384 * MIB
 
