@@ -17,10 +17,15 @@ FINISHED = "community.downloadingHistoryArchivesFinished"
 KILLS = 20
 
 
-def test_kill_9_at_20_points_of_a_catch_up_loses_and_duplicates_nothing(daemons):
+def control_node(daemons, name: str):
+    """A control node cutting 1 s archives of an encrypted community: (daemon, created, id)."""
     control = daemons(extra_config="[archive]\npartition_secs = 1\n")
-    created = create(control, "crashes", encrypted=True)
-    cid = created["communityId"]
+    created = create(control, name, encrypted=True)
+    return control, created, created["communityId"]
+
+
+def test_kill_9_at_20_points_of_a_catch_up_loses_and_duplicates_nothing(daemons):
+    control, created, cid = control_node(daemons, "crashes")
     big = os.urandom(300 * 1024)
     last = 0
     for second in range(8):
@@ -71,9 +76,7 @@ CONTROL_KILLS = 8
 
 
 def test_kill_9_of_the_control_node_during_seeding_rounds_loses_nothing(daemons):
-    control = daemons(extra_config="[archive]\npartition_secs = 1\n")
-    created = create(control, "control-crashes", encrypted=True)
-    cid = created["communityId"]
+    control, created, cid = control_node(daemons, "control-crashes")
     big = os.urandom(400 * 1024)
     rng = random.Random(9)
     sent, outcomes = 0, []

@@ -35,14 +35,19 @@ def stored(node, cid: str) -> tuple:
     return messages, node.rpc.call("community_list")
 
 
-def test_a_read_only_data_dir_is_a_clear_error_and_damages_nothing(daemons, node_bin):
-    d = daemons()
-    cid = create(d, "read-only")["communityId"]
+def populate(d, name: str, size: int):
+    """A community with five messages and a file of `size` bytes: (community, root, data, stored)."""
+    cid = create(d, name)["communityId"]
     for i in range(5):
         send(d, cid, b"before %d" % i)
-    data = os.urandom(300_000)
+    data = os.urandom(size)
     root = d.rpc.call("blocks_add", {"data": base64.b64encode(data).decode()})["cid"]
-    before = stored(d, cid)
+    return cid, root, data, stored(d, cid)
+
+
+def test_a_read_only_data_dir_is_a_clear_error_and_damages_nothing(daemons, node_bin):
+    d = daemons()
+    cid, root, data, before = populate(d, "read-only", 300_000)
     d.terminate()
     files = snapshot(d.data_dir)
 
@@ -69,12 +74,7 @@ def test_a_full_disk_is_a_clear_rpc_error_and_damages_nothing(daemons, tmp_path)
     mount("-t", "tmpfs", "-o", "size=48m", "tmpfs", str(disk))
     try:
         d = daemons(disk / "node")
-        cid = create(d, "full disk")["communityId"]
-        for i in range(5):
-            send(d, cid, b"before %d" % i)
-        data = os.urandom(1_000_000)
-        root = d.rpc.call("blocks_add", {"data": base64.b64encode(data).decode()})["cid"]
-        before = stored(d, cid)
+        cid, root, data, before = populate(d, "full disk", 1_000_000)
         # Fill what is left.
         filler = disk / "filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"], capture_output=True)
