@@ -139,6 +139,9 @@ struct EventLoop {
 
 /// How often expired bans are lifted.
 const BAN_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most peers banned at once (an attacker can make peer ids for free): past this, the ban that
+/// ends first is lifted early.
+const MAX_BANS: usize = 10_000;
 
 impl EventLoop {
     async fn run(mut self, cancel: CancellationToken) {
@@ -162,11 +165,15 @@ impl EventLoop {
         let expired: Vec<PeerId> =
             self.bans.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
         for peer in expired {
-            self.bans.remove(&peer);
-            self.status.send_modify(|s| s.banned.retain(|p| *p != peer));
-            self.swarm.behaviour_mut().banned.unblock_peer(peer);
-            tracing::info!(%peer, "ban lifted");
+            self.lift_ban(peer);
         }
+    }
+
+    fn lift_ban(&mut self, peer: PeerId) {
+        self.bans.remove(&peer);
+        self.status.send_modify(|s| s.banned.retain(|p| *p != peer));
+        self.swarm.behaviour_mut().banned.unblock_peer(peer);
+        tracing::info!(%peer, "ban lifted");
     }
 
     fn emit(&self, e: Event) {
@@ -261,6 +268,11 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::Ban { peer, duration } => {
+                if self.bans.len() >= MAX_BANS && !self.bans.contains_key(&peer) {
+                    if let Some(first) = self.bans.iter().min_by_key(|(_, until)| **until).map(|(p, _)| *p) {
+                        self.lift_ban(first);
+                    }
+                }
                 // Blocking closes the peer's connections and refuses new ones.
                 self.swarm.behaviour_mut().banned.block_peer(peer);
                 let until = std::time::Instant::now() + duration;
