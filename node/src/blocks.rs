@@ -7,5 +7,6 @@ pub mod dag_pb;
 pub mod files;
 pub mod store;
 pub mod unixfs;
+pub mod verify;
 
 pub use block::Block;

@@ -49,8 +49,10 @@ def test_kill_9_at_20_points_of_a_catch_up_loses_and_duplicates_nothing(daemons)
         states.append((p["downloaded"], p["imported"]))
         member.proc.send_signal(signal.SIGKILL)
         member.proc.wait(30)
-        # Restarting on the same data dir: the store must reopen, whatever the kill cut.
+        # Restarting on the same data dir: the store must reopen, whatever the kill cut, and no
+        # DAG flagged complete may lack a block or hold a wrong one.
         member = daemons(member.data_dir)
+        assert_store_whole(member)
         member.rpc.call("node_connect", {"multiaddr": control.addr})
 
     # The kills must land in the work, not after it: (downloaded, imported) at each kill.
@@ -112,6 +114,7 @@ def test_kill_9_of_the_control_node_during_seeding_rounds_loses_nothing(daemons)
         pending = 0 if outcomes[-1] == "finished" else pending
         # The store must reopen, whatever the kill cut.
         control = daemons(control.data_dir)
+        assert_store_whole(control)
     print(f"a round takes {round_secs:.2f}s; rounds at each kill:", outcomes)
     assert outcomes.count("cut") >= CONTROL_KILLS // 2, outcomes
 
@@ -131,6 +134,12 @@ def test_kill_9_of_the_control_node_during_seeding_rounds_loses_nothing(daemons)
         listener.close()
     # Every acknowledged message is archived exactly once: the member imported them all.
     assert_same_history(control, member, cid, sent)
+    assert_store_whole(member)
+
+
+def assert_store_whole(node) -> None:
+    report = node.rpc.call("blocks_verify")
+    assert report["problemCount"] == 0, report
 
 
 def call_quietly(control, cid) -> bool:

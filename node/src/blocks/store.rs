@@ -463,6 +463,18 @@ impl BlockStore {
         Ok(out)
     }
 
+    /// Roots whose DAG is flagged complete.
+    pub fn complete_roots(&self) -> Result<Vec<Cid>, Error> {
+        let mut out = Vec::new();
+        for row in self.inner.pins.range(&[], None) {
+            let (k, v) = row?;
+            if let (Ok(cid), true) = (Cid::try_from(&k[..]), v.len() == 5 && v[4] == 1) {
+                out.push(cid);
+            }
+        }
+        Ok(out)
+    }
+
     /// True when the whole DAG under `root` was found locally (the flag, not a walk).
     pub fn is_complete(&self, root: &Cid) -> Result<bool, Error> {
         Ok(self.pin_state(root)?.1)

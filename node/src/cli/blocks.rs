@@ -43,6 +43,9 @@ pub struct CatArgs {
 pub enum BlocksCommand {
     /// Size, blocks, completeness and pins of a DAG, as JSON.
     Stat(StatArgs),
+    /// Read and hash every block of every DAG flagged complete; report as JSON, exit 1 on a
+    /// problem (a missing block, bytes that do not match their CID).
+    Verify(GcArgs),
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +78,7 @@ pub enum CarCommand {
     },
 }
 
+/// Just the data dir (`gc`, `blocks verify`).
 #[derive(Args, Debug)]
 pub struct GcArgs {
     #[command(flatten)]
@@ -157,6 +161,22 @@ pub fn stat(a: StatArgs) -> anyhow::Result<()> {
 pub fn run_blocks(cmd: BlocksCommand) -> anyhow::Result<()> {
     match cmd {
         BlocksCommand::Stat(a) => stat(a),
+        BlocksCommand::Verify(a) => verify(a),
+    }
+}
+
+fn verify(a: GcArgs) -> anyhow::Result<()> {
+    let report = match a.data_dir.daemon()? {
+        Some(endpoint) => block_on(endpoint.call("blocks_verify", json!({})))?,
+        None => {
+            let (_db, store) = a.data_dir.open_blocks()?;
+            serde_json::to_value(crate::blocks::verify::verify(&store)?)?
+        }
+    };
+    super::out(&report)?;
+    match report["problemCount"].as_u64() {
+        Some(0) => Ok(()),
+        n => anyhow::bail!("the block store has {} problem(s)", n.unwrap_or(0)),
     }
 }
 

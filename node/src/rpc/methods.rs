@@ -324,6 +324,15 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         serde_json::to_value(stat).map_err(failed)
     })?;
 
+    m.register_async_method("blocks_verify", |_p, ctx, _| async move {
+        let store = ctx.node.blocks.clone();
+        let report = blocking(move || crate::blocks::verify::verify(&store).map_err(failed)).await?;
+        if report.problem_count > 0 {
+            tracing::error!(problems = report.problem_count, "block store verification found problems");
+        }
+        serde_json::to_value(report).map_err(failed)
+    })?;
+
     m.register_async_method("blocks_gc", |_p, ctx, _| async move {
         let store = ctx.node.blocks.clone();
         let report = blocking(move || store.gc().map_err(failed)).await?;

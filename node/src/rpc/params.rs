@@ -27,8 +27,15 @@ pub const MAX_FETCH_PEERS: usize = 64;
 pub const MAX_QUERY_TOPICS: usize = 256;
 
 /// Methods that take no parameters (whatever is sent is ignored).
-const NO_PARAMS: &[&str] =
-    &["node_info", "node_rotateToken", "node_peers", "community_list", "blocks_gc", "subscribe_signals"];
+const NO_PARAMS: &[&str] = &[
+    "node_info",
+    "node_rotateToken",
+    "node_peers",
+    "community_list",
+    "blocks_gc",
+    "blocks_verify",
+    "subscribe_signals",
+];
 /// Methods whose only parameter is `communityId`.
 const COMMUNITY_ONLY: &[&str] = &[
     "archive_createNow",
