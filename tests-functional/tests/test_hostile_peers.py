@@ -32,7 +32,7 @@ def banned(daemon) -> list[str]:
 ])
 def test_a_fetch_completes_from_the_honest_peer_despite_a_hostile_one(daemons, hostile_peer, mode, liar):
     seeder, member = daemons(), daemons()
-    data = os.urandom(3 * 1024 * 1024 + 12345)  # 13 leaves: both peers are asked
+    data = os.urandom(3 * 1024 * 1024 + 12345)  # 4 leaves of 1 MiB and a root
     cid = seeder.rpc.call("blocks_add", {"data": b64(data)})["cid"]
     bad = hostile_peer("serve", "--mode", mode)
     with RpcLatency(member) as latency:
