@@ -51,7 +51,7 @@ enum Command {
     #[command(subcommand)]
     Car(blocks::CarCommand),
     /// Remove every block not reachable from a pinned root and compact the pack files.
-    Gc(blocks::GcArgs),
+    Gc(blocks::StoreArgs),
     /// Run the node: peers, Bitswap and the JSON-RPC API, until SIGINT/SIGTERM.
     Daemon(daemon::DaemonArgs),
     /// Show the running daemon's peer id, listen addresses and version.

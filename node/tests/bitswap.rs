@@ -210,7 +210,7 @@ async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_bans_the_liar() {
     .await;
     assert_eq!(disconnected, Ok(true));
     // And banned: neither side can connect again.
-    assert_eq!(fetcher.node.network.banned().await.unwrap(), vec![liar]);
+    assert_eq!(fetcher.node.network.banned(), vec![liar]);
     assert!(fetcher.node.network.dial(liar_addr).await.is_err(), "a banned peer is not dialled");
 }
 

@@ -36,7 +36,7 @@ def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb
     member.rpc.call("node_connect", {"multiaddr": relay.addr})
     attacker.rpc.call("node_connect", {"multiaddr": relay.addr})
     on_relay, on_member = SignalListener(relay.url, relay.token), SignalListener(member.url, member.token)
-    latency = RpcLatency(relay).__enter__()
+    latency = RpcLatency(relay).start()
     try:
         first = archive_round(control, cid, b"one")
         on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == first["indexCid"])
@@ -77,7 +77,7 @@ def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb
         accepted = [s["event"]["indexCid"] for s in on_member.seen if s["type"] == "community.archiveAnnouncementAccepted"]
         assert accepted == [first["indexCid"], second["indexCid"]], "the replay was ignored"
     finally:
-        latency.__exit__(None, None, None)
+        latency.stop()
         on_relay.close()
         on_member.close()
     print("relay node_info latency under attack:", latency.assert_responsive(500))

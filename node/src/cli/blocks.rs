@@ -45,7 +45,7 @@ pub enum BlocksCommand {
     Stat(StatArgs),
     /// Read and hash every block of every DAG flagged complete; report as JSON, exit 1 on a
     /// problem (a missing block, bytes that do not match their CID).
-    Verify(GcArgs),
+    Verify(StoreArgs),
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +80,7 @@ pub enum CarCommand {
 
 /// Just the data dir (`gc`, `blocks verify`).
 #[derive(Args, Debug)]
-pub struct GcArgs {
+pub struct StoreArgs {
     #[command(flatten)]
     data_dir: DataDirArg,
 }
@@ -165,7 +165,7 @@ pub fn run_blocks(cmd: BlocksCommand) -> anyhow::Result<()> {
     }
 }
 
-fn verify(a: GcArgs) -> anyhow::Result<()> {
+fn verify(a: StoreArgs) -> anyhow::Result<()> {
     let report = match a.data_dir.daemon()? {
         Some(endpoint) => block_on(endpoint.call("blocks_verify", json!({})))?,
         None => {
@@ -204,7 +204,7 @@ pub fn run_car(cmd: CarCommand) -> anyhow::Result<()> {
     }
 }
 
-pub fn gc(a: GcArgs) -> anyhow::Result<()> {
+pub fn gc(a: StoreArgs) -> anyhow::Result<()> {
     if let Some(endpoint) = a.data_dir.daemon()? {
         return Ok(super::out(block_on(endpoint.call("blocks_gc", json!({})))?)?);
     }

@@ -14,7 +14,6 @@ pub(super) const COMMAND_QUEUE: usize = 256;
 pub(super) enum Command {
     Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>> },
     DialPeer { peer: PeerId, reply: oneshot::Sender<Result<PeerId, Error>> },
-    Disconnect { peer: PeerId },
     Ban { peer: PeerId, duration: std::time::Duration },
     Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
     Provide { cid: Cid, reply: oneshot::Sender<Result<(), Error>> },
@@ -75,19 +74,14 @@ impl Client {
         self.ask(|reply| Command::DialPeer { peer, reply }).await?
     }
 
-    /// Closes every connection to `peer`.
-    pub async fn disconnect(&self, peer: PeerId) -> Result<(), Error> {
-        self.tx.send(Command::Disconnect { peer }).await.map_err(|_| Error::Shutdown)
-    }
-
     /// Closes every connection to `peer` and refuses its connections for `duration`.
     pub async fn ban(&self, peer: PeerId, duration: std::time::Duration) -> Result<(), Error> {
         self.tx.send(Command::Ban { peer, duration }).await.map_err(|_| Error::Shutdown)
     }
 
     /// The peers banned now.
-    pub async fn banned(&self) -> Result<Vec<PeerId>, Error> {
-        Ok(self.status.borrow().banned.clone())
+    pub fn banned(&self) -> Vec<PeerId> {
+        self.status.borrow().banned.clone()
     }
 
     /// The connected peers.

@@ -164,16 +164,25 @@ impl EventLoop {
         let now = std::time::Instant::now();
         let expired: Vec<PeerId> =
             self.bans.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        if expired.is_empty() {
+            return;
+        }
         for peer in expired {
             self.lift_ban(peer);
         }
+        self.publish_bans();
     }
 
     fn lift_ban(&mut self, peer: PeerId) {
         self.bans.remove(&peer);
-        self.status.send_modify(|s| s.banned.retain(|p| *p != peer));
         self.swarm.behaviour_mut().banned.unblock_peer(peer);
         tracing::info!(%peer, "ban lifted");
+    }
+
+    /// Status queries read the ban list from here.
+    fn publish_bans(&self) {
+        let banned = self.bans.keys().copied().collect();
+        self.status.send_modify(|s| s.banned = banned);
     }
 
     fn emit(&self, e: Event) {
@@ -264,9 +273,6 @@ impl EventLoop {
                     let _ = self.swarm.behaviour_mut().announce.send_response(channel, envelope);
                 }
             }
-            Command::Disconnect { peer } => {
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
             Command::Ban { peer, duration } => {
                 if self.bans.len() >= MAX_BANS && !self.bans.contains_key(&peer) {
                     if let Some(first) = self.bans.iter().min_by_key(|(_, until)| **until).map(|(p, _)| *p) {
@@ -278,13 +284,7 @@ impl EventLoop {
                 let until = std::time::Instant::now() + duration;
                 let end = self.bans.entry(peer).or_insert(until);
                 *end = (*end).max(until);
-                self.status.send_if_modified(|s| {
-                    let new = !s.banned.contains(&peer);
-                    if new {
-                        s.banned.push(peer);
-                    }
-                    new
-                });
+                self.publish_bans();
             }
             Command::Peers { reply } => {
                 let peers = self

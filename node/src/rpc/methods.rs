@@ -241,7 +241,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "listenAddrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
             "served": ctx.node.bitswap.served(),
-            "banned": ctx.node.network.banned().await.map_err(failed)?.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "banned": ctx.node.network.banned().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         }))
     })?;
 
