@@ -12,6 +12,28 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 
+@pytest.fixture(autouse=True)
+def _processes_of_this_test():
+    """Forgets the processes of earlier tests (their logs are for their own failures)."""
+    from clients.node_proc import STARTED
+
+    STARTED.clear()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test shows the tail of the log of every process it started."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    from clients.node_proc import STARTED
+
+    for p in STARTED:
+        report.sections.append((f"log tail of {p.name} ({p.stderr_path.name})", p.log_tail()))
+
+
 @pytest.fixture(scope="session")
 def node_bin() -> str:
     """Path of the archive-node binary (built by scripts/functional.sh)."""

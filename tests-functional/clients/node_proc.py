@@ -11,6 +11,11 @@ from clients import helia
 
 LOGS = pathlib.Path(__file__).resolve().parent.parent / "logs"
 
+# Every process started by the running test, so a failure can show their logs (conftest.py).
+STARTED: list["Proc"] = []
+# Log lines shown per process when a test fails.
+TAIL_LINES = 40
+
 
 class Proc:
     """A background process whose first stdout line is read at start; stopped with SIGINT."""
@@ -20,7 +25,20 @@ class Proc:
         self.name = name
         self.stderr_path = LOGS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self.stderr = open(self.stderr_path, "wb")
+        # Our daemons log at info unless the caller chose a level: enough to understand a
+        # failure from CI output alone.
+        env = dict(os.environ if env is None else env)
+        env.setdefault("RUST_LOG", "info")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.PIPE, cwd=cwd, env=env)
+        STARTED.append(self)
+
+    def log_tail(self, lines: int = TAIL_LINES) -> str:
+        """The last `lines` lines of the process's stderr log."""
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError as e:
+            return f"(cannot read {self.stderr_path}: {e})"
+        return "\n".join(text.splitlines()[-lines:])
 
     def first_line(self, timeout=60) -> str:
         deadline = time.monotonic() + timeout
