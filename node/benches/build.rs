@@ -67,6 +67,7 @@ fn params(community: CommunityId) -> Params {
         partition_secs: WEEK,
         topics: vec![Topic::from_name("general")],
         key: None,
+        members: None,
     }
 }
 

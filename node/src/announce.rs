@@ -12,9 +12,8 @@ use prost::Message as _;
 
 use crate::community::CommunityId;
 use crate::crypto::{self, KeyPair};
+use crate::envelope::{self, Kind};
 
-/// `SignedEnvelope.type` of an index announcement.
-pub const ANNOUNCEMENT_TYPE: u32 = 1;
 /// Largest envelope accepted (a CID and a clock fit in far less).
 pub const MAX_ENVELOPE_BYTES: usize = 1024;
 /// Longest CID string accepted.
@@ -53,27 +52,22 @@ pub enum Error {
 /// Signs an announcement with the community key.
 pub fn sign(community_key: &KeyPair, a: &Announcement) -> Signed {
     let payload = pb::ArchiveIndexCidMessage { clock: a.clock, cid: a.cid.clone() }.encode_to_vec();
-    let signature = community_key.sign_prehash(&crypto::keccak256(&[&payload]));
-    let bytes = pb::SignedEnvelope {
-        signature: signature.to_vec().into(),
-        payload: payload.into(),
-        r#type: ANNOUNCEMENT_TYPE,
-    }
-    .encode_to_vec();
+    let bytes = envelope::sign(community_key, Kind::Announcement, payload);
     Signed { announcement: a.clone(), bytes }
 }
 
 /// Decodes an envelope and checks it was signed by `community`'s key.
 pub fn verify(community: &CommunityId, bytes: &[u8]) -> Result<Signed, Error> {
-    if bytes.len() > MAX_ENVELOPE_BYTES {
-        return Err(Error::TooLarge(bytes.len()));
+    let env = envelope::open(bytes, MAX_ENVELOPE_BYTES).map_err(|e| match e {
+        envelope::Error::TooLarge { len, .. } => Error::TooLarge(len),
+        envelope::Error::Malformed(m) => Error::Malformed(m),
+        envelope::Error::UnknownType(t) => Error::WrongType(t),
+        envelope::Error::Signature(s) => Error::Signature(s),
+    })?;
+    if env.kind != Kind::Announcement {
+        return Err(Error::WrongType(env.kind as u32));
     }
-    let env = pb::SignedEnvelope::decode(bytes).map_err(|e| Error::Malformed(e.to_string()))?;
-    if env.r#type != ANNOUNCEMENT_TYPE {
-        return Err(Error::WrongType(env.r#type));
-    }
-    let signer = crypto::recover(&crypto::keccak256(&[&env.payload]), &env.signature)?;
-    if &signer != community.as_bytes() {
+    if &env.signer != community.as_bytes() {
         return Err(Error::WrongSigner);
     }
     let msg =

@@ -1,5 +1,6 @@
 //! History archives: status-go's wire format, partitioning, the builder, the cumulative index,
-//! sealing for encrypted communities, and the persisted per-community state.
+//! and the persisted per-community state. (Sealing for encrypted communities is [`crate::seal`],
+//! re-exported here as `archive::seal`.)
 
 pub mod builder;
 pub mod format;
@@ -7,10 +8,11 @@ pub mod importer;
 pub mod index;
 pub mod partition;
 pub mod schedule;
-pub mod seal;
 pub mod seeder;
 pub mod state;
 pub mod store_sink;
+
+pub use crate::seal;
 
 pub use builder::{Builder, BuiltArchive, BuiltIndex, Outcome, Params, Sink};
 pub use format::{Archive, Entry, Metadata};

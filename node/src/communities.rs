@@ -78,13 +78,17 @@ impl Record {
     }
 }
 
-/// What an invite carries: the id, the name, and the archive key of an encrypted community.
+/// What an invite carries: the id, the name, the archive key of an open encrypted community,
+/// and for an invitation-only one the grant (a `SignedEnvelope`, base64) naming the one member
+/// key it is for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     pub id: CommunityIdHex,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 impl Invite {
@@ -181,7 +185,12 @@ impl Communities {
     /// The invite of a joined community (with its newest archive key).
     pub fn invite(&self, id: &CommunityId) -> Result<Invite, Error> {
         let r = self.get(id)?.ok_or_else(|| Error::NotJoined(id.to_string()))?;
-        Ok(Invite { id: r.id.clone(), name: r.name.clone(), key: r.archive_keys.last().cloned() })
+        Ok(Invite {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            key: r.archive_keys.last().cloned(),
+            grant: None,
+        })
     }
 
     /// Stores a record (durably).
@@ -249,7 +258,7 @@ mod tests {
         for bad in ["", "anode1", "anode1!!!", "xyz", &format!("{INVITE_PREFIX}{}", "A".repeat(5000))] {
             assert!(Invite::decode(bad).is_err(), "{bad}");
         }
-        let wrong_id = Invite { id: "0x1234".into(), name: "n".into(), key: None }.encode();
+        let wrong_id = Invite { id: "0x1234".into(), name: "n".into(), key: None, grant: None }.encode();
         assert!(Invite::decode(&wrong_id).is_err());
     }
 }

@@ -19,6 +19,7 @@ pub struct Config {
     pub network: network::Config,
     pub gossip: crate::gossip::Config,
     pub archive: crate::archive::seeder::Config,
+    pub membership: crate::membership::Config,
     pub rpc: RpcConfig,
 }
 

@@ -123,6 +123,20 @@ impl KeyPair {
     }
 }
 
+/// ECDH on secp256k1 then HKDF-SHA256 (salt-free, `info` binding the use): a 32-byte key that
+/// `ours` and the holder of `theirs`'s secret both derive.
+pub fn shared_key(ours: &KeyPair, theirs: &[u8; PUBLIC_KEY_LEN], info: &[u8]) -> Result<ArchiveKey, Error> {
+    let public =
+        k256::PublicKey::from_sec1_bytes(theirs).map_err(|_| Error::PublicKey(hex::encode(theirs)))?;
+    let shared = k256::ecdh::diffie_hellman(ours.secret.as_nonzero_scalar(), public.as_affine());
+    let mut out = [0u8; 32];
+    shared
+        .extract::<Sha256>(None)
+        .expand(info, &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    Ok(ArchiveKey(out))
+}
+
 fn compress(key: &VerifyingKey) -> [u8; PUBLIC_KEY_LEN] {
     let point = key.to_encoded_point(true);
     let mut out = [0u8; PUBLIC_KEY_LEN];
@@ -296,6 +310,16 @@ mod tests {
         assert_eq!(again.public(), kp.public());
         assert_eq!(parse_public_hex(&kp.public_hex()).unwrap(), kp.public());
         assert!(parse_public_hex("0x02abcd").is_err());
+    }
+
+    #[test]
+    fn both_sides_derive_the_same_shared_key_and_info_separates_uses() {
+        let (a, b) = (KeyPair::generate(), KeyPair::generate());
+        let ab = shared_key(&a, &b.public(), b"use").unwrap();
+        assert_eq!(ab, shared_key(&b, &a.public(), b"use").unwrap());
+        assert_ne!(ab, shared_key(&b, &a.public(), b"other use").unwrap());
+        assert_ne!(ab, shared_key(&KeyPair::generate(), &a.public(), b"use").unwrap());
+        assert!(shared_key(&a, &[0u8; PUBLIC_KEY_LEN], b"use").is_err());
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store: config.store.clone(),
         gossip: config.gossip.clone(),
         archive: config.archive.clone(),
+        membership: config.membership.clone(),
     };
     let node = Node::start(&dir, node_config, cancel.clone()).await.map_err(|e| match e {
         node::Error::Db(crate::db::Error::Locked { .. }) => {
@@ -182,6 +183,38 @@ async fn forward_node_signals(node: Node, signals: Signals, cancel: Cancellation
                     names::ANNOUNCEMENT_REJECTED,
                     json!({"communityId": community.to_string(), "peerId": source.to_string(), "reason": reason}),
                 ),
+                Ok(node::Event::DescriptionUpdated { community, clock }) => signals.emit(
+                    names::DESCRIPTION_UPDATED,
+                    json!({"communityId": community.to_string(), "clock": clock}),
+                ),
+                Ok(node::Event::MemberJoined { community, member }) => signals.emit(
+                    names::MEMBER_JOINED,
+                    json!({"communityId": community.to_string(), "memberKey": member.to_string()}),
+                ),
+                Ok(node::Event::MemberRemoved { community, member }) => signals.emit(
+                    names::MEMBER_REMOVED,
+                    json!({"communityId": community.to_string(), "memberKey": member.to_string()}),
+                ),
+                Ok(node::Event::MemberBanned { community, member }) => signals.emit(
+                    names::MEMBER_BANNED,
+                    json!({"communityId": community.to_string(), "memberKey": member.to_string()}),
+                ),
+                Ok(node::Event::Rekeyed { community, key_id }) => signals.emit(
+                    names::REKEYED,
+                    json!({"communityId": community.to_string(), "keyId": key_id}),
+                ),
+                Ok(node::Event::RequestToJoin { community, member, display_name }) => signals.emit(
+                    names::REQUEST_TO_JOIN,
+                    json!({"communityId": community.to_string(), "memberKey": member.to_string(), "displayName": display_name}),
+                ),
+                Ok(node::Event::RequestRejected { community, member }) => signals.emit(
+                    names::REQUEST_REJECTED,
+                    json!({"communityId": community.to_string(), "memberKey": member.to_string()}),
+                ),
+                Ok(node::Event::KeyMissing { community, key_id }) => signals.emit(
+                    names::KEY_MISSING,
+                    json!({"communityId": community.to_string(), "keyId": key_id}),
+                ),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,
             },
@@ -227,7 +260,18 @@ fn metrics_text(node: &Node, started: Instant) -> String {
         node.blocks.used_bytes(),
         node.bitswap.served().blocks,
         node.bitswap.served().bytes,
-    )
+    ) + &refusals_text(node)
+}
+
+fn refusals_text(node: &Node) -> String {
+    let mut out = String::from(
+        "# HELP archive_node_messages_refused_total Gossip messages refused, by reason.\n\
+         # TYPE archive_node_messages_refused_total counter\n",
+    );
+    for (reason, n) in node.counters().refusals() {
+        out.push_str(&format!("archive_node_messages_refused_total{{reason=\"{reason}\"}} {n}\n"));
+    }
+    out
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -49,6 +49,10 @@ pub enum TreeName {
     Pins,
     /// Community id -> the community's record.
     Communities,
+    /// Community descriptions and requests to join.
+    Membership,
+    /// Community id -> bytes of messages stored (for the quota).
+    MessageBytes,
 }
 
 impl TreeName {
@@ -60,6 +64,8 @@ impl TreeName {
             TreeName::Blocks => "blocks",
             TreeName::Pins => "pins",
             TreeName::Communities => "communities",
+            TreeName::Membership => "membership",
+            TreeName::MessageBytes => "message_bytes",
         }
     }
 }

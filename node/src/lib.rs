@@ -2,7 +2,11 @@
 //!
 //! Layout, bottom up (no module imports one above it):
 //! - [`crypto`], [`community`], [`message`]: keys, ids and the rules that make a message valid;
-//! - [`clock`], [`announce`]: the Lamport clock and signed index announcements (pure);
+//! - [`clock`], [`envelope`], [`announce`]: the Lamport clock, signed envelopes and signed
+//!   index announcements (pure);
+//! - [`seal`]: sealed bytes of encrypted communities and their key ring;
+//! - [`membership`]: community descriptions, who may write at a time, join requests (pure, but
+//!   for its store);
 //! - [`db`]: the embedded key-value database (the only module that imports sled);
 //! - [`message_store`]: verified messages ordered by community and time;
 //! - [`communities`]: the communities a node takes part in, their keys and invites;
@@ -29,11 +33,14 @@ pub mod crypto;
 pub mod daemon;
 pub mod data_dir;
 pub mod db;
+pub mod envelope;
 pub mod gossip;
 pub mod json;
+pub mod membership;
 pub mod message;
 pub mod message_store;
 pub mod network;
 pub mod node;
 pub mod rpc;
+pub mod seal;
 pub mod signals;

@@ -1,17 +1,24 @@
 //! The message store: verified messages of every community, ordered by time.
 //!
 //! Layout (tree [`TreeName::Messages`]): key `community (33) | timestamp_be (8) | hash (32)`, value
-//! `topic (4) | weight_be (4) | protobuf WakuMessage`. The key is a function of the message, so
-//! deduplication is a key lookup and a repeated insert (e.g. after a crash) is idempotent. The
-//! value header lets the archive builder filter by topic and cap chunk sizes without decoding.
+//! `topic (4) | weight_be (4) | author (33) | protobuf WakuMessage`. The key is a function of the
+//! message, so deduplication is a key lookup and a repeated insert (e.g. after a crash) is
+//! idempotent. The value header lets the archive builder filter by topic and author and cap chunk
+//! sizes without decoding. Rows written before authors were stored (`topic | weight | protobuf`)
+//! are told apart by their ninth byte: a protobuf field tag there, a key prefix (2 or 3) in a
+//! row with its author; their author is recovered from the signature when asked for.
+//!
+//! Tree [`TreeName::MessageBytes`] counts each community's stored bytes, for its quota.
 
-use crate::community::CommunityId;
+use crate::community::{CommunityId, MemberKey};
 use crate::crypto::PUBLIC_KEY_LEN;
 use crate::db::{self, Batch, Db, Tree, TreeName, Value};
 use crate::message::{self, Message, Topic, VerifiedMessage};
 
 const KEY_LEN: usize = PUBLIC_KEY_LEN + 8 + 32;
-const HEADER_LEN: usize = 4 + 4;
+/// Header of a row written before authors were stored.
+const OLD_HEADER_LEN: usize = 4 + 4;
+const HEADER_LEN: usize = OLD_HEADER_LEN + PUBLIC_KEY_LEN;
 /// Largest page a query returns, whatever limit the caller asks for.
 pub const MAX_QUERY_LIMIT: usize = 10_000;
 
@@ -26,6 +33,8 @@ pub enum Error {
     Cursor,
     #[error(transparent)]
     Message(#[from] message::Error),
+    #[error("community {community} is over its message store quota ({used} of {quota} bytes)")]
+    Quota { community: String, used: u64, quota: u64 },
 }
 
 /// A stored message as the archive builder reads it: header fields plus the encoded bytes.
@@ -36,13 +45,28 @@ pub struct StoredMessage {
     pub topic: Topic,
     /// `len(payload) + len(sig)`.
     pub weight: u32,
+    /// The author, when the row stores it.
+    author: Option<MemberKey>,
     value: Value,
 }
 
 impl StoredMessage {
     /// The protobuf `WakuMessage` bytes, exactly as they go into an archive.
     pub fn encoded(&self) -> &[u8] {
-        &self.value[HEADER_LEN..]
+        &self.value[if self.author.is_some() { HEADER_LEN } else { OLD_HEADER_LEN }..]
+    }
+
+    /// The author (recovered from the signature for rows written before authors were stored).
+    pub fn author(&self) -> Result<MemberKey, Error> {
+        match self.author {
+            Some(a) => Ok(a),
+            None => {
+                let m = self.decode()?;
+                let digest = message::signing_digest(&m.topic, m.timestamp, &m.payload);
+                let raw = crate::crypto::recover(&digest, &m.sig).map_err(message::Error::from)?;
+                Ok(MemberKey::from_bytes(raw))
+            }
+        }
     }
 
     /// Decodes the full message.
@@ -86,6 +110,12 @@ pub struct Page {
 pub struct MessageStore {
     db: Db,
     tree: Tree,
+    /// Community id -> stored bytes (u64 big-endian).
+    bytes: Tree,
+    /// Most bytes a community may store (None: no limit).
+    quota: Option<u64>,
+    /// Serialises the read-modify-write of the byte counters.
+    counting: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn key(community: &CommunityId, timestamp: u64, hash: &[u8; 32]) -> [u8; KEY_LEN] {
@@ -111,27 +141,57 @@ fn key_timestamp(k: &[u8]) -> Result<u64, Error> {
 
 fn parse_row(k: &[u8], v: Value) -> Result<StoredMessage, Error> {
     let ts = key_timestamp(k)?;
-    if v.len() < HEADER_LEN {
+    if v.len() < OLD_HEADER_LEN {
         return Err(Error::Corrupt(format!("value of {} bytes", v.len())));
     }
     let hash: [u8; 32] = k[PUBLIC_KEY_LEN + 8..].try_into().expect("32 bytes");
     let topic = Topic(v[..4].try_into().expect("4 bytes"));
     let weight = u32::from_be_bytes(v[4..8].try_into().expect("4 bytes"));
-    Ok(StoredMessage { timestamp: ts, hash, topic, weight, value: v })
+    // A compressed key starts with 2 or 3; a protobuf field tag never does.
+    let author = match v.get(OLD_HEADER_LEN) {
+        Some(2 | 3) if v.len() >= HEADER_LEN => {
+            Some(MemberKey::from_bytes(v[OLD_HEADER_LEN..HEADER_LEN].try_into().expect("33 bytes")))
+        }
+        _ => None,
+    };
+    Ok(StoredMessage { timestamp: ts, hash, topic, weight, author, value: v })
 }
 
 impl MessageStore {
     /// Opens the store in `db`.
     pub fn open(db: &Db) -> Result<Self, Error> {
-        Ok(Self { db: db.clone(), tree: db.tree(TreeName::Messages)? })
+        Ok(Self {
+            db: db.clone(),
+            tree: db.tree(TreeName::Messages)?,
+            bytes: db.tree(TreeName::MessageBytes)?,
+            quota: None,
+            counting: Default::default(),
+        })
+    }
+
+    /// The same store with a per-community quota of `bytes` (None: no limit).
+    pub fn with_quota(mut self, bytes: Option<u64>) -> Self {
+        self.quota = bytes;
+        self
+    }
+
+    /// Bytes stored for a community (keys and values), as counted at each insert.
+    pub fn used_bytes(&self, community: &CommunityId) -> Result<u64, Error> {
+        Ok(self
+            .bytes
+            .get(community.as_bytes())?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map_or(0, u64::from_be_bytes))
     }
 
     /// Inserts verified messages of one community in one atomic batch, skipping those already
-    /// stored (and repeats inside the batch).
+    /// stored (and repeats inside the batch). Refuses the whole batch when it would take the
+    /// community over its quota.
     pub fn insert(&self, community: &CommunityId, msgs: &[VerifiedMessage]) -> Result<InsertOutcome, Error> {
         let mut batch = Batch::default();
         let mut seen = std::collections::HashSet::with_capacity(msgs.len());
         let mut out = InsertOutcome::default();
+        let mut added = 0u64;
         for vm in msgs {
             let m = vm.message();
             let k = key(community, m.timestamp, &m.hash);
@@ -143,13 +203,26 @@ impl MessageStore {
             let mut v = Vec::with_capacity(HEADER_LEN + enc.len());
             v.extend_from_slice(&m.topic.0);
             v.extend_from_slice(&(m.weight() as u32).to_be_bytes());
+            v.extend_from_slice(vm.author());
             v.extend_from_slice(&enc);
+            added += (KEY_LEN + v.len()) as u64;
             batch.insert(k.to_vec(), v);
             out.inserted += 1;
         }
-        if !batch.is_empty() {
-            self.tree.apply(batch)?;
+        if batch.is_empty() {
+            return Ok(out);
         }
+        let _counting = self.counting.lock().unwrap_or_else(|p| p.into_inner());
+        let used = self.used_bytes(community)?;
+        if let Some(quota) = self.quota {
+            if used.saturating_add(added) > quota {
+                return Err(Error::Quota { community: community.to_string(), used, quota });
+            }
+        }
+        self.tree.apply(batch)?;
+        // Counted after the messages: a crash between the two undercounts one batch, which
+        // only makes the quota lenient, never refuses what fits.
+        self.bytes.insert(community.as_bytes(), &(used + added).to_be_bytes())?;
         Ok(out)
     }
 
@@ -336,6 +409,40 @@ mod tests {
         assert_eq!(got.len(), 4);
         assert_eq!(got[0].decode().unwrap().timestamp, 3);
         assert_eq!(s.scan(&c, 9, 3).count(), 0);
+    }
+
+    #[test]
+    fn rows_name_their_author_old_rows_too() {
+        let (s, c, a) = setup();
+        let m = msg(&c, &a, "t", 10, "new row");
+        s.insert(&c, std::slice::from_ref(&m)).unwrap();
+        let old = Message::new_signed(&a, &c, Topic::from_name("t"), 11, b"old row".to_vec());
+        let mut v = Vec::new();
+        v.extend_from_slice(&old.topic.0);
+        v.extend_from_slice(&(old.weight() as u32).to_be_bytes());
+        v.extend_from_slice(&old.encode());
+        s.tree.insert(&key(&c, 11, &old.hash), &v).unwrap();
+        let rows: Vec<_> = s.scan(&c, 0, 100).map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 2);
+        for r in &rows {
+            assert_eq!(r.author().unwrap(), MemberKey::from_bytes(a.public()));
+        }
+        assert_eq!(rows[1].decode().unwrap(), old, "an old row still decodes");
+        assert_eq!(rows[0].decode().unwrap(), m.into_message());
+    }
+
+    #[test]
+    fn a_community_over_its_quota_stores_nothing_more() {
+        let (s, c, a) = setup();
+        let s = s.with_quota(Some(400));
+        s.insert(&c, &[msg(&c, &a, "t", 1, "small")]).unwrap();
+        let used = s.used_bytes(&c).unwrap();
+        assert!(used > 0 && used < 400);
+        let big = msg(&c, &a, "t", 2, &"x".repeat(400));
+        assert!(matches!(s.insert(&c, &[big]), Err(Error::Quota { .. })));
+        assert_eq!(s.count(&c).unwrap(), 1, "nothing of the refused batch is stored");
+        let other: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        assert!(s.insert(&other, &[msg(&other, &a, "t", 1, "small")]).is_ok(), "per community");
     }
 
     #[test]

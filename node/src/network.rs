@@ -6,18 +6,22 @@
 //! limits, identify (`/ipfs/id/1.0.0`), ping, Kademlia in server mode (protocol
 //! `/archive-node/kad/1.0.0` by default), and generic streams for Bitswap.
 
-pub mod announce_codec;
 mod behaviour;
 mod command;
 mod config;
 mod event_loop;
 pub mod inbound;
 pub mod keys;
+pub mod state_codec;
 
 pub use command::{Client, PeerInfo};
 pub use config::Config;
 pub use event_loop::{start, Started};
 pub use libp2p::{Multiaddr, PeerId};
+
+/// Heartbeats gossipsub keeps a message (also one not validated yet): long enough for a message
+/// held for a newer community description ([`crate::node::validation`]'s hold) to be reported.
+pub const GOSSIP_HISTORY_HEARTBEATS: usize = 10;
 
 /// What the network tells the rest of the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,9 +34,9 @@ pub enum Event {
     ListeningOn(Multiaddr),
     /// The peer told us the protocols it speaks.
     PeerIdentified { peer: PeerId, protocols: Vec<String> },
-    /// A peer asks for our latest announcement of a community; answer with
-    /// [`Client::respond_announcement`].
-    AnnouncementRequested { peer: PeerId, community: Vec<u8>, id: u64 },
+    /// A peer asks for our latest announcement and description of a community; answer with
+    /// [`Client::respond_state`].
+    StateRequested { peer: PeerId, community: Vec<u8>, id: u64 },
     /// A gossip message to validate (then report with [`Client::report`]).
     GossipMessage { topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId },
 }

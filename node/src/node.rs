@@ -1,9 +1,16 @@
 //! The node facade: opens the data dir, starts the network and Bitswap, wires their events, and
 //! offers what the CLI and the RPC API call.
 
+mod counters;
+mod membership;
+mod state_exchange;
 mod sync;
+pub(crate) mod validation;
 
+pub use counters::Counters;
+pub use membership::MembershipError;
 pub use sync::SyncError;
+pub use validation::{VALIDATION_QUEUE, VALIDATION_WORKERS};
 
 use std::time::Duration;
 
@@ -19,12 +26,19 @@ use crate::crypto::KeyPair;
 use crate::data_dir::DataDir;
 use crate::db::{self, Db};
 use crate::gossip::{self, Verdict};
+use crate::membership::rate::RateLimiter;
+use crate::membership::store::MembershipStore;
+use crate::membership::{rule, Access};
 use crate::message::{Message, Topic};
 use crate::message_store::{self, MessageStore};
 use crate::network::{self, Multiaddr, PeerId};
 
 /// How far in the future a message's timestamp may be (clock skew).
-pub const MAX_FUTURE_SECS: u64 = 5 * 60;
+pub const MAX_FUTURE_SECS: u64 = rule::MAX_FUTURE_SECS;
+/// How long sending in a just-joined community waits for its description (who may write).
+const SEND_WAITS_FOR_DESCRIPTION: Duration = Duration::from_secs(10);
+/// Distinct (community, key id) pairs reported missing; past this, no more reports.
+const MAX_MISSING_KEYS_REPORTED: usize = 1024;
 /// Node events buffered per subscriber.
 const EVENT_QUEUE: usize = 1024;
 /// How long a peer that sent wrong or malformed Bitswap data is refused.
@@ -51,6 +65,22 @@ pub enum Event {
     Imported { community: CommunityId, archive_id: String, outcome: crate::archive::importer::Imported },
     /// Every archive of the index is downloaded and imported.
     DownloadingFinished { community: CommunityId },
+    /// A newer community description was taken.
+    DescriptionUpdated { community: CommunityId, clock: u64 },
+    /// A key became a member (by invite, accepted request, or an open community's join).
+    MemberJoined { community: CommunityId, member: crate::community::MemberKey },
+    /// A member was kicked or left.
+    MemberRemoved { community: CommunityId, member: crate::community::MemberKey },
+    /// A key was banned.
+    MemberBanned { community: CommunityId, member: crate::community::MemberKey },
+    /// The community has a new archive key (a member was removed).
+    Rekeyed { community: CommunityId, key_id: String },
+    /// A request to join reached this control node.
+    RequestToJoin { community: CommunityId, member: crate::community::MemberKey, display_name: String },
+    /// This control node rejected a request to join.
+    RequestRejected { community: CommunityId, member: crate::community::MemberKey },
+    /// Data of the community is sealed with an archive key this node does not hold.
+    KeyMissing { community: CommunityId, key_id: String },
 }
 
 /// How often complete roots are provided again on the DHT.
@@ -81,6 +111,8 @@ pub enum Error {
     AuthorKey(String),
     #[error(transparent)]
     Sync(#[from] sync::SyncError),
+    #[error(transparent)]
+    Membership(#[from] membership::MembershipError),
 }
 
 /// Settings of a node.
@@ -90,6 +122,7 @@ pub struct Config {
     pub store: store::Config,
     pub gossip: gossip::Config,
     pub archive: crate::archive::seeder::Config,
+    pub membership: crate::membership::Config,
 }
 
 /// A running node; cheap to clone.
@@ -103,6 +136,18 @@ pub struct Node {
     pub seeder: crate::archive::seeder::Seeder,
     pub network: network::Client,
     pub bitswap: Bitswap,
+    /// Community descriptions and requests to join.
+    membership: MembershipStore,
+    /// The gossip validation queue (set once at start: its workers hold a clone of the node).
+    validator: std::sync::Arc<std::sync::OnceLock<validation::Validator>>,
+    /// What was refused, and why.
+    counters: std::sync::Arc<Counters>,
+    /// Per-author message rates.
+    rate: std::sync::Arc<std::sync::Mutex<RateLimiter>>,
+    /// Descriptions are issued one at a time.
+    issuing: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Keys reported missing already (reported once each).
+    missing_keys: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(CommunityId, String)>>>,
     /// The key this node signs its messages with.
     author: KeyPair,
     events: tokio::sync::broadcast::Sender<Event>,
@@ -117,7 +162,7 @@ pub struct Node {
     cancel: CancellationToken,
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -139,22 +184,25 @@ impl Node {
     pub async fn start(dir: &DataDir, config: Config, cancel: CancellationToken) -> Result<Self, Error> {
         dir.create()
             .map_err(|e| Error::DataDir { path: dir.root().display().to_string(), reason: e.to_string() })?;
-        let (db, blocks, messages, communities, archive_state) = {
+        let quota = Some(config.membership.max_community_store_bytes).filter(|q| *q > 0);
+        let (db, blocks, messages, communities, archive_state, membership) = {
             let (db_path, blocks_path, store_config) = (dir.db(), dir.blocks(), config.store.clone());
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let db = Db::open(&db_path)?;
                 let blocks = BlockStore::open(&db, &blocks_path, store_config)?;
-                let messages = MessageStore::open(&db)?;
+                let messages = MessageStore::open(&db)?.with_quota(quota);
                 let communities = Communities::open(&db)?;
                 let archive_state =
                     crate::archive::state::ArchiveState::open(&db).map_err(|e| Error::Join(e.to_string()))?;
-                Ok((db, blocks, messages, communities, archive_state))
+                let membership = MembershipStore::open(&db).map_err(MembershipError::from)?;
+                Ok((db, blocks, messages, communities, archive_state, membership))
             })
             .await
             .map_err(|e| Error::Join(e.to_string()))??
         };
         let author = load_or_create_author(&dir.author_key())?;
         let key = network::keys::load_or_create(&dir.node_key())?;
+        let heartbeat = Duration::from_millis(config.gossip.heartbeat_ms.max(1));
         let started = network::start(
             key,
             config.network,
@@ -174,6 +222,7 @@ impl Node {
             config: config.archive,
             events: tokio::sync::broadcast::channel(EVENT_QUEUE).0,
             bitswap: bitswap.clone(),
+            membership: membership.clone(),
         };
         let node = Node {
             db,
@@ -184,6 +233,15 @@ impl Node {
             seeder,
             network: started.client,
             bitswap,
+            membership,
+            validator: Default::default(),
+            counters: Default::default(),
+            rate: std::sync::Arc::new(std::sync::Mutex::new(RateLimiter::new(
+                config.membership.max_messages_per_author_per_minute,
+                config.membership.author_burst,
+            ))),
+            issuing: Default::default(),
+            missing_keys: Default::default(),
             author,
             events,
             syncs: Default::default(),
@@ -191,9 +249,17 @@ impl Node {
             peer_connected: Default::default(),
             cancel,
         };
-        // Gossip for every community joined before.
+        let (validator, validating) = validation::start(node.clone(), heartbeat, node.cancel.child_token());
+        let _ = node.validator.set(validator);
+        tokio::spawn(validating);
+        // Gossip for every community joined before; a community controlled here and made before
+        // descriptions existed gets its first one (an open community).
         for r in node.communities.list()? {
-            node.set_subscribed(&r.community_id()?, true).await?;
+            let id = r.community_id()?;
+            node.set_subscribed(&id, true).await?;
+            if r.control_secret.is_some() {
+                node.ensure_description(id, Access::Open).await?;
+            }
         }
         tokio::spawn(node.seeder.clone().run(node.cancel.child_token()));
         // Resume: import what was downloaded but not imported, and fetch what the last accepted
@@ -240,10 +306,46 @@ impl Node {
         Ok(())
     }
 
-    /// Creates a community: this node holds its key and is its control node.
-    pub async fn create_community(&self, name: String, encrypted: bool) -> Result<Record, Error> {
+    /// The gossip validation queue.
+    fn validator(&self) -> &validation::Validator {
+        self.validator.get().expect("the validator is set before the node is handed out")
+    }
+
+    /// What the node refused, by reason.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Takes one message of `author` from its rate; false when it is over.
+    fn allow_rate(&self, author: &crate::community::MemberKey) -> bool {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.rate.lock().unwrap_or_else(|p| p.into_inner()).allow(author, now_ms)
+    }
+
+    /// Reports (once per key) that data of a community is sealed with a key this node lacks:
+    /// a removed member's node, say.
+    fn key_missing(&self, community: &CommunityId, key_id: &str) {
+        let mut seen = self.missing_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < MAX_MISSING_KEYS_REPORTED && seen.insert((*community, key_id.to_string())) {
+            tracing::warn!(%community, key_id, "community data is sealed with an archive key this node does not hold");
+            let _ = self.events.send(Event::KeyMissing { community: *community, key_id: key_id.to_string() });
+        }
+    }
+
+    /// Creates a community: this node holds its key and is its control node, and its own author
+    /// key is the first member.
+    pub async fn create_community(
+        &self,
+        name: String,
+        encrypted: bool,
+        access: Access,
+    ) -> Result<Record, Error> {
         let r = self.blocking(move |n| Ok(n.communities.create(&name, encrypted, now_secs())?)).await?;
-        self.set_subscribed(&r.community_id()?, true).await?;
+        let id = r.community_id()?;
+        self.set_subscribed(&id, true).await?;
+        self.ensure_description(id, access).await?;
         Ok(r)
     }
 
@@ -256,56 +358,33 @@ impl Node {
         Ok(record)
     }
 
-    /// Joins a community from an invite, and asks the connected peers for its latest
-    /// announcement.
+    /// Joins a community from an invite (one with a grant must name this node's key), and asks
+    /// the connected peers for its latest description and announcement.
     pub async fn join_community(&self, invite: Invite) -> Result<Record, Error> {
+        self.check_grant(&invite)?;
         let r = self.blocking(move |n| Ok(n.communities.join(&invite, now_secs())?)).await?;
         let id = r.community_id()?;
         self.set_subscribed(&id, true).await?;
         for p in self.network.peers().await? {
             if let Ok(peer) = p.peer_id.parse() {
-                tokio::spawn(self.clone().pull_announcements(peer, vec![id]));
+                tokio::spawn(self.clone().pull_state(peer, vec![id]));
             }
         }
         Ok(r)
     }
 
-    /// Asks `peer` for its latest announcement of each community, and takes any that is newer.
-    async fn pull_announcements(self, peer: PeerId, communities: Vec<CommunityId>) {
-        for c in communities {
-            match self.network.request_announcement(peer, c.as_bytes().to_vec()).await {
-                Ok(envelope) if !envelope.is_empty() => {
-                    let r = self.blocking(move |n| n.receive_announcement(&c, &envelope, peer)).await;
-                    if let Err(e) = r {
-                        tracing::warn!(%peer, error = %e, "cannot take an announcement");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(%peer, error = %e, "announcement request failed"),
-            }
-        }
-    }
-
-    async fn answer_announcement_request(&self, community: Vec<u8>, id: u64) {
-        let envelope = self
-            .blocking(move |n| {
-                let Ok(raw) = <[u8; crate::crypto::PUBLIC_KEY_LEN]>::try_from(&community[..]) else {
-                    return Ok(vec![]);
-                };
-                let c = CommunityId::from_bytes(raw);
-                Ok(n.archive_state
-                    .announcement(&c)
-                    .map_err(|e| Error::Join(e.to_string()))?
-                    .unwrap_or_default())
-            })
-            .await
-            .unwrap_or_default();
-        let _ = self.network.respond_announcement(id, envelope).await;
-    }
-
-    /// Leaves a community; returns whether it was joined.
+    /// Leaves a community (telling its control node, when this node's key is a member);
+    /// returns whether it was joined.
     pub async fn leave_community(&self, id: CommunityId) -> Result<bool, Error> {
-        let was = self.blocking(move |n| Ok(n.communities.leave(&id)?)).await?;
+        if let Err(e) = self.announce_leave(id).await {
+            tracing::warn!(community = %id, error = %e, "cannot tell the community this node leaves");
+        }
+        let was = self
+            .blocking(move |n| {
+                n.membership.forget(&id).map_err(MembershipError::from)?;
+                Ok(n.communities.leave(&id)?)
+            })
+            .await?;
         self.set_subscribed(&id, false).await?;
         Ok(was)
     }
@@ -342,78 +421,48 @@ impl Node {
         Ok(Verdict::Accept)
     }
 
-    /// Signs, stores and publishes a message in a joined community.
+    /// Signs, stores and publishes a message in a joined community: this node's key must be
+    /// allowed to write under the description in force, and within its rate. In an encrypted
+    /// community the message travels sealed with the current archive key.
     pub async fn send_message(
         &self,
         id: CommunityId,
         topic: Topic,
         payload: Vec<u8>,
     ) -> Result<Message, Error> {
-        let m = self
+        // Just joined: the description comes from the first peer within moments.
+        self.wait_description(id, SEND_WAITS_FOR_DESCRIPTION).await;
+        let (m, wire) = self
             .blocking(move |n| {
-                if n.communities.get(&id)?.is_none() {
-                    return Err(communities::Error::NotJoined(id.to_string()).into());
+                let record =
+                    n.communities.get(&id)?.ok_or_else(|| communities::Error::NotJoined(id.to_string()))?;
+                let d = n.description(&id)?.ok_or_else(|| MembershipError::NoDescription(id.to_string()))?;
+                let now = now_secs();
+                let me = n.member_key();
+                if rule::standing(&d.description, &me, now) != rule::Standing::Member {
+                    return Err(MembershipError::NotMember {
+                        community: id.to_string(),
+                        member: me.to_string(),
+                    }
+                    .into());
                 }
-                let m = Message::new_signed(&n.author, &id, topic, now_secs(), payload);
+                if !n.allow_rate(&me) {
+                    return Err(MembershipError::RateLimited(me.to_string()).into());
+                }
+                let m = Message::new_signed(&n.author, &id, topic, now, payload);
                 let verified = m.clone().verify(&id)?;
                 n.messages.insert(&id, &[verified])?;
                 n.messages.flush()?;
-                Ok(m)
+                let wire = match n.current_key(&record)? {
+                    Some(key) if record.encrypted() => crate::seal::seal(&key, &m.encode()),
+                    _ => m.encode(),
+                };
+                Ok((m, wire))
             })
             .await?;
         let _ = self.events.send(Event::MessageStored { community: id, hash: m.hash, received: false });
-        self.network.publish(gossip::messages_topic(&id), m.encode()).await?;
+        self.network.publish(gossip::messages_topic(&id), wire).await?;
         Ok(m)
-    }
-
-    /// Validates a gossip message of a community's messages topic and stores it when valid.
-    fn receive_message(&self, id: &CommunityId, data: &[u8]) -> Result<Verdict, Error> {
-        if self.communities.get(id)?.is_none() {
-            return Ok(Verdict::Ignore);
-        }
-        let Ok(m) = Message::decode(data) else { return Ok(Verdict::Reject) };
-        if m.timestamp > now_secs() + MAX_FUTURE_SECS {
-            return Ok(Verdict::Reject);
-        }
-        let hash = m.hash;
-        let Ok(verified) = m.verify(id) else { return Ok(Verdict::Reject) };
-        let outcome = self.messages.insert(id, &[verified])?;
-        if outcome.inserted == 0 {
-            return Ok(Verdict::Ignore);
-        }
-        self.messages.flush()?;
-        let _ = self.events.send(Event::MessageStored { community: *id, hash, received: true });
-        Ok(Verdict::Accept)
-    }
-
-    async fn on_gossip(&self, topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId) {
-        let parsed = topic
-            .strip_prefix("/archive-node/1/")
-            .and_then(|rest| rest.split_once('/'))
-            .and_then(|(c, kind)| c.parse::<CommunityId>().ok().map(|c| (c, kind == "archives")));
-        let verdict = match parsed {
-            Some((c, is_announcement)) => match self
-                .blocking(move |n| {
-                    if is_announcement {
-                        n.receive_announcement(&c, &data, source)
-                    } else {
-                        n.receive_message(&c, &data)
-                    }
-                })
-                .await
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot store a gossip message");
-                    Verdict::Ignore
-                }
-            },
-            None => Verdict::Ignore,
-        };
-        if verdict == Verdict::Reject {
-            tracing::debug!(%source, %topic, "rejected a gossip message");
-        }
-        let _ = self.network.report(id, source, verdict).await;
     }
 
     async fn wire_events(self) {
@@ -425,13 +474,13 @@ impl Node {
                     Ok(network::Event::GossipMessage { topic, data, id, source }) => {
                         self.on_gossip(topic, data, id, source).await;
                     }
-                    Ok(network::Event::AnnouncementRequested { community, id, .. }) => {
-                        self.answer_announcement_request(community, id).await;
+                    Ok(network::Event::StateRequested { community, id, .. }) => {
+                        tokio::spawn(self.clone().answer_state_request(community, id));
                     }
                     Ok(network::Event::PeerConnected(peer)) => {
                         if let Ok(list) = self.communities.list() {
                             let ids = list.iter().filter_map(|r| r.community_id().ok()).collect();
-                            tokio::spawn(self.clone().pull_announcements(peer, ids));
+                            tokio::spawn(self.clone().pull_state(peer, ids));
                         }
                         self.peer_connected.notify_waiters();
                         self.retry_stalled_syncs();

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod membership;
 pub mod methods;
 pub mod params;
 pub mod server;

@@ -1,4 +1,5 @@
-//! Sealed archives and indexes of encrypted communities: `EncryptedBlob { key_id, sealed }`.
+//! Sealed bytes of encrypted communities (archives, indexes, live messages, key links):
+//! `EncryptedBlob { key_id, sealed }`, and the key ring that opens them.
 
 use std::collections::HashMap;
 
@@ -35,10 +36,40 @@ impl KeyRing {
         self.keys.insert(key.id(), key);
     }
 
+    /// The key of `id`, when the ring holds it.
+    pub fn get(&self, id: &[u8; KEY_ID_LEN]) -> Option<&ArchiveKey> {
+        self.keys.get(id)
+    }
+
+    /// Every key of the ring.
+    pub fn keys(&self) -> impl Iterator<Item = &ArchiveKey> {
+        self.keys.values()
+    }
+
+    /// How many keys the ring holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when the ring holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// A ring with one key.
     pub fn single(key: ArchiveKey) -> Self {
         let mut r = Self::default();
         r.add(key);
+        r
+    }
+}
+
+impl FromIterator<ArchiveKey> for KeyRing {
+    fn from_iter<I: IntoIterator<Item = ArchiveKey>>(keys: I) -> Self {
+        let mut r = Self::default();
+        for k in keys {
+            r.add(k);
+        }
         r
     }
 }

@@ -29,6 +29,14 @@ pub mod names {
     pub const IMPORT_FINISHED: &str = "community.importingHistoryArchiveMessagesFinished";
     pub const ANNOUNCEMENT_ACCEPTED: &str = "community.archiveAnnouncementAccepted";
     pub const ANNOUNCEMENT_REJECTED: &str = "community.archiveAnnouncementRejected";
+    pub const DESCRIPTION_UPDATED: &str = "community.descriptionUpdated";
+    pub const MEMBER_JOINED: &str = "community.memberJoined";
+    pub const MEMBER_REMOVED: &str = "community.memberRemoved";
+    pub const MEMBER_BANNED: &str = "community.memberBanned";
+    pub const REKEYED: &str = "community.rekeyed";
+    pub const REQUEST_TO_JOIN: &str = "community.requestToJoin";
+    pub const REQUEST_REJECTED: &str = "community.requestRejected";
+    pub const KEY_MISSING: &str = "community.archiveKeyMissing";
 }
 
 /// One signal.

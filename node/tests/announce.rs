@@ -57,7 +57,8 @@ fn rejected(events: &[Event]) -> usize {
 /// Creates a community whose rounds the test drives: the automatic seeding loop could otherwise
 /// archive a message first and announce an index the test does not expect.
 async fn create_driven(node: &Node, name: &str) -> archive_node::communities::Record {
-    let mut record = node.create_community(name.into(), false).await.unwrap();
+    let mut record =
+        node.create_community(name.into(), false, archive_node::membership::Access::Open).await.unwrap();
     record.archives_enabled = false;
     node.communities.put(&record).unwrap();
     record
@@ -159,18 +160,27 @@ async fn a_late_joiner_gets_the_latest_announcement_by_request() {
     let (_, cid) = next_accepted(&mut events).await;
     assert_eq!(Some(cid), round.index_cid);
 
-    // The protocol itself: the peer answers with exactly its stored envelope, or nothing.
+    // The protocol itself: the peer answers with exactly its stored envelopes, or nothing.
     let control_peer = control.node.network.local_peer_id();
-    let answer = late.node.network.request_announcement(control_peer, id.as_bytes().to_vec()).await.unwrap();
-    assert_eq!(Some(answer), control.node.archive_state.announcement(&id).unwrap());
+    let answer = late.node.network.request_state(control_peer, id.as_bytes().to_vec()).await.unwrap();
+    let state =
+        <archive_proto::pb::membership::CommunityState as prost::Message>::decode(&answer[..]).unwrap();
+    assert_eq!(Some(state.announcement.to_vec()), control.node.archive_state.announcement(&id).unwrap());
+    assert_eq!(state.description.to_vec(), control.node.description(&id).unwrap().unwrap().bytes);
     let unknown = KeyPair::generate().public();
-    assert!(late.node.network.request_announcement(control_peer, unknown.to_vec()).await.unwrap().is_empty());
+    let none = late.node.network.request_state(control_peer, unknown.to_vec()).await.unwrap();
+    let none = <archive_proto::pb::membership::CommunityState as prost::Message>::decode(&none[..]).unwrap();
+    assert!(none.announcement.is_empty() && none.description.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_device_merges_the_other_devices_index_before_announcing() {
     let (first, second) = (start().await, start().await);
-    let mut record = first.node.create_community("two devices".into(), false).await.unwrap();
+    let mut record = first
+        .node
+        .create_community("two devices".into(), false, archive_node::membership::Access::Open)
+        .await
+        .unwrap();
     let id = record.community_id().unwrap();
     // Explicit rounds only, so the test decides who builds what.
     record.archives_enabled = false;

@@ -119,6 +119,7 @@ fn seeds_are_real_encodings_that_decode() {
         id: community.to_string(),
         name: "a community".into(),
         key: Some(hex::encode([9u8; 32])),
+        grant: None,
     }
     .encode();
     let peer = libp2p::identity::Keypair::ed25519_from_bytes([7u8; 32]).expect("key").public().to_peer_id();
@@ -126,7 +127,11 @@ fn seeds_are_real_encodings_that_decode() {
         let raw = match *method {
             "node_connect" => r#"{"multiaddr":"/ip4/127.0.0.1/tcp/4001"}"#.to_string(),
             "community_create" => r#"{"name":"a community","encrypted":true}"#.to_string(),
-            "community_join" => format!(r#"{{"invite":"{invite}"}}"#),
+            "community_join" | "community_requestToJoin" => format!(r#"{{"invite":"{invite}"}}"#),
+            "community_invite" | "community_kick" => {
+                format!(r#"{{"communityId":"{community}","memberKey":"{community}"}}"#)
+            }
+            "community_setAccess" => format!(r#"{{"communityId":"{community}","access":"on-request"}}"#),
             "messages_send" => format!(r#"{{"communityId":"{community}","topic":"chat","payload":"aGk="}}"#),
             "messages_query" => {
                 format!(

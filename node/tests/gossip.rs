@@ -42,13 +42,18 @@ async fn wait_stored(events: &mut tokio::sync::broadcast::Receiver<Event>, hash:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
     let (control, member, attacker) = (start().await, start().await, start().await);
-    let community = control.node.create_community("general".into(), false).await.unwrap();
+    let community = control
+        .node
+        .create_community("general".into(), false, archive_node::membership::Access::Open)
+        .await
+        .unwrap();
     let id = community.community_id().unwrap();
     let invite = control.node.communities.invite(&id).unwrap().encode();
     let addr = control.node.network.listen_addrs().await.unwrap()[0].clone();
     for n in [&member, &attacker] {
         n.node.join_community(Invite::decode(&invite).unwrap()).await.unwrap();
         n.node.network.dial(addr.clone()).await.unwrap();
+        n.node.wait_description(id, Duration::from_secs(20)).await.expect("the description arrives");
     }
     let mut events = control.node.subscribe();
 

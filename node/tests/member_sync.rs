@@ -35,7 +35,11 @@ async fn past(timestamp: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_member_gets_the_whole_history_from_archives() {
     let control = start(1).await;
-    let mut record = control.node.create_community("history".into(), true).await.unwrap();
+    let mut record = control
+        .node
+        .create_community("history".into(), true, archive_node::membership::Access::Open)
+        .await
+        .unwrap();
     let id = record.community_id().unwrap();
     record.archives_enabled = false; // explicit rounds only
     control.node.communities.put(&record).unwrap();

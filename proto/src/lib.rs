@@ -9,6 +9,10 @@ pub mod pb {
     pub mod archive {
         include!(concat!(env!("OUT_DIR"), "/archive.rs"));
     }
+    /// Community descriptions, grants and join / leave requests.
+    pub mod membership {
+        include!(concat!(env!("OUT_DIR"), "/membership.rs"));
+    }
     /// dag-pb nodes and UnixFS data.
     pub mod unixfs {
         include!(concat!(env!("OUT_DIR"), "/unixfs.rs"));

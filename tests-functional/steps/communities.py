@@ -19,10 +19,26 @@ def archive_now(control, cid: str, after_timestamp: int) -> dict:
     return control.rpc.call("archive_createNow", {"communityId": cid})
 
 
-def join(node, invite: str, peer_addr: str | None = None):
-    node.rpc.call("community_join", {"invite": invite})
+def join(node, invite: str, peer_addr: str | None = None) -> dict:
+    """Joins, and with `peer_addr` connects and waits until the community's description (who
+    may write) arrived from that peer: before it, the node can neither send nor import."""
+    joined = node.rpc.call("community_join", {"invite": invite})
     if peer_addr:
         node.rpc.call("node_connect", {"multiaddr": peer_addr})
+        wait_description(node, joined["communityId"])
+    return joined
+
+
+def wait_description(node, cid: str, predicate=lambda d: True, timeout: float = 30) -> dict:
+    """The node's description of the community once one satisfying `predicate` is held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        d = node.rpc.call("community_description", {"communityId": cid})
+        if d is not None and predicate(d):
+            return d
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no such description of {cid} within {timeout} s: {d}")
+        time.sleep(0.05)
 
 
 def create(control, name: str, encrypted: bool = False) -> dict:

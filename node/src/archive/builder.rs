@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use crate::community::CommunityId;
 use crate::crypto::ArchiveKey;
+use crate::membership::{rule, Description};
 use crate::message::Topic;
 use crate::message_store::{self, MessageStore, StoredMessage};
 
@@ -85,6 +86,9 @@ pub struct Params {
     pub topics: Vec<Topic>,
     /// Seal archives and index with this key (encrypted communities).
     pub key: Option<ArchiveKey>,
+    /// Archive only messages whose author may write at their time under this description
+    /// (`None`: every stored message, as the offline builder does).
+    pub members: Option<std::sync::Arc<Description>>,
 }
 
 /// What a run did.
@@ -99,6 +103,8 @@ pub struct Outcome {
     pub messages: usize,
     /// Messages too large for any archive.
     pub dropped_oversize: usize,
+    /// Messages left out because their author may not write at their time (not a member, banned).
+    pub refused: usize,
 }
 
 /// Summary of one new archive.
@@ -187,40 +193,53 @@ impl Builder {
             if params.topics.is_empty() { self.topics_in(c, from, to)? } else { sorted(&params.topics) };
 
         let mut new_entries = Vec::new();
+        let refused = std::cell::Cell::new(0usize);
+        let admitted = |m: &StoredMessage| {
+            params
+                .members
+                .as_deref()
+                .is_none_or(|d| m.author().is_ok_and(|a| rule::may_store(d, &a, m.timestamp)))
+        };
         for (wf, wt) in partition::windows(from, to, params.partition_secs) {
             let metadata = Metadata { from: wf, to: wt, topics: topics.clone() };
-            let dropped = build_window(
-                &metadata,
-                self.store.scan(c, wf, wt).map(|r| r.map_err(Error::from)),
-                partition::CHUNK_CAP_BYTES,
-                |plain, n| {
-                    let bytes = match &params.key {
-                        Some(k) => seal::seal(k, &plain),
-                        None => plain,
-                    };
-                    let entry =
-                        Entry { metadata: metadata.clone(), cid: sink.put(&bytes).map_err(Error::Sink)? };
-                    let built = BuiltArchive { id: entry.id(), entry, bytes, messages: n };
-                    sink.archive(&built).map_err(Error::Sink)?;
-                    out.messages += n;
-                    out.archives.push(Summary {
-                        id: built.id.clone(),
-                        from: wf,
-                        to: wt,
-                        messages: n,
-                        bytes: built.bytes.len(),
-                        cid: built.entry.cid.clone(),
-                    });
-                    new_entries.push((built.id, built.entry));
-                    Ok(())
-                },
-            )?;
+            let members_only =
+                self.store.scan(c, wf, wt).map(|r| r.map_err(Error::from)).filter(|r| match r {
+                    Ok(m) if !admitted(m) => {
+                        refused.set(refused.get() + 1);
+                        false
+                    }
+                    _ => true,
+                });
+            let dropped = build_window(&metadata, members_only, partition::CHUNK_CAP_BYTES, |plain, n| {
+                let bytes = match &params.key {
+                    Some(k) => seal::seal(k, &plain),
+                    None => plain,
+                };
+                let entry = Entry { metadata: metadata.clone(), cid: sink.put(&bytes).map_err(Error::Sink)? };
+                let built = BuiltArchive { id: entry.id(), entry, bytes, messages: n };
+                sink.archive(&built).map_err(Error::Sink)?;
+                out.messages += n;
+                out.archives.push(Summary {
+                    id: built.id.clone(),
+                    from: wf,
+                    to: wt,
+                    messages: n,
+                    bytes: built.bytes.len(),
+                    cid: built.entry.cid.clone(),
+                });
+                new_entries.push((built.id, built.entry));
+                Ok(())
+            })?;
             if dropped > 0 {
                 tracing::warn!(community = %c, from = wf, to = wt, dropped, "dropped messages larger than an archive");
             }
             out.dropped_oversize += dropped;
         }
 
+        out.refused = refused.get();
+        if out.refused > 0 {
+            tracing::warn!(community = %c, refused = out.refused, "left out messages of authors who may not write");
+        }
         if !new_entries.is_empty() {
             let mut index = self.state.index(c)?;
             for (_, e) in &new_entries {
@@ -316,9 +335,53 @@ mod tests {
         }
         fn run(&self, from: Option<u64>, to: u64) -> (Outcome, Collect) {
             let mut sink = Collect::default();
-            let p = Params { community: self.c, from, to, partition_secs: 100, topics: vec![], key: None };
+            let p = Params {
+                community: self.c,
+                from,
+                to,
+                partition_secs: 100,
+                topics: vec![],
+                key: None,
+                members: None,
+            };
             (self.builder.run(&p, &mut sink).unwrap(), sink)
         }
+    }
+
+    #[test]
+    fn only_messages_their_authors_could_write_are_archived() {
+        use crate::community::MemberKey;
+        use crate::membership::Access;
+        let w = world();
+        let (stranger, banned) = (KeyPair::generate(), KeyPair::generate());
+        let mut d = Description::new("c", Access::InvitationOnly, false);
+        d.admit(MemberKey::from_bytes(w.author.public()), 10, &[]);
+        d.admit(MemberKey::from_bytes(banned.public()), 0, &[]);
+        d.remove(&MemberKey::from_bytes(w.author.public()), 50);
+        d.ban(MemberKey::from_bytes(banned.public()), 30);
+        let put = |k: &KeyPair, ts: u64| {
+            let m = Message::new_signed(k, &w.c, Topic::from_name("general"), ts, k.public().to_vec());
+            w.store.insert(&w.c, &[m.verify(&w.c).unwrap()]).unwrap();
+        };
+        put(&w.author, 5); // before it joined
+        put(&w.author, 20); // a member then
+        put(&w.author, 60); // after its removal
+        put(&stranger, 20);
+        put(&banned, 20); // banned later: never served
+        let mut sink = Collect::default();
+        let p = Params {
+            community: w.c,
+            from: Some(0),
+            to: 100,
+            partition_secs: 100,
+            topics: vec![],
+            key: None,
+            members: Some(std::sync::Arc::new(d)),
+        };
+        let out = w.builder.run(&p, &mut sink).unwrap();
+        assert_eq!((out.messages, out.refused), (1, 4));
+        let archive = Archive::decode(&sink.archives[0].bytes).unwrap();
+        assert_eq!(archive.messages.iter().map(|m| m.timestamp).collect::<Vec<_>>(), vec![20]);
     }
 
     #[test]
@@ -435,6 +498,7 @@ mod tests {
             partition_secs: 100,
             topics: vec![],
             key: Some(key.clone()),
+            members: None,
         };
         a.builder.run(&p, &mut sink).unwrap();
         let sealed = &sink.archives[0].bytes;

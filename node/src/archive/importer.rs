@@ -6,10 +6,11 @@ use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use super::format::Archive;
-use super::seal::{self, KeyRing};
-use crate::community::CommunityId;
+use crate::community::{CommunityId, MemberKey};
+use crate::membership::{rule, Description};
 use crate::message::{self, VerifiedMessage};
 use crate::message_store::{InsertOutcome, MessageStore};
+use crate::seal::{self, KeyRing};
 
 /// Messages stored per atomic batch.
 pub const BATCH: usize = 2_000;
@@ -45,7 +46,8 @@ pub fn pace(done: u64, rate: NonZeroU64, elapsed: Duration) -> Duration {
 pub struct Imported {
     pub imported: usize,
     pub duplicates: usize,
-    /// Messages whose hash or signature did not verify (a control node cannot fabricate them).
+    /// Messages whose hash or signature did not verify (a control node cannot fabricate them),
+    /// outside the archive's window, or whose author may not write at their time.
     pub rejected: usize,
 }
 
@@ -70,12 +72,16 @@ struct Verified {
 ///
 /// Two stages overlap: while one batch is written to the store, the next one's signatures
 /// are verified on `options.threads` threads.
+///
+/// With `members`, a message whose recovered author may not write at its time under that
+/// description is rejected like a forged one.
 pub fn import(
     store: &MessageStore,
     community: &CommunityId,
     bytes: Vec<u8>,
     keys: &KeyRing,
     options: Options,
+    members: Option<&Description>,
 ) -> Result<Imported, Error> {
     let plain = seal::open_owned(bytes, keys)?;
     let archive = Archive::decode(&plain)?;
@@ -86,6 +92,9 @@ pub fn import(
     let mut messages = archive.messages.into_iter();
     let started = Instant::now();
     let mut out = Imported::default();
+    let admitted = |m: &VerifiedMessage| {
+        members.is_none_or(|d| rule::may_store(d, &MemberKey::from_bytes(*m.author()), m.message().timestamp))
+    };
     std::thread::scope(|s| {
         let (tx, verified) = std::sync::mpsc::sync_channel::<Verified>(1);
         s.spawn(move || {
@@ -99,8 +108,8 @@ pub fn import(
                 let mut v = Verified { messages: Vec::with_capacity(inside.len()), rejected: outside.len() };
                 for r in message::verify_all(inside, community, options.threads) {
                     match r {
-                        Ok(m) => v.messages.push(m),
-                        Err(_) => v.rejected += 1,
+                        Ok(m) if admitted(&m) => v.messages.push(m),
+                        _ => v.rejected += 1,
                     }
                 }
                 if tx.send(v).is_err() {
@@ -147,11 +156,11 @@ mod tests {
         let bytes = w.finish();
         let store = MessageStore::open(&Db::memory()).unwrap();
         let first =
-            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None })
+            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None }, None)
                 .unwrap();
         assert_eq!(first, Imported { imported: 1, duplicates: 0, rejected: 2 });
         let again =
-            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None })
+            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None }, None)
                 .unwrap();
         assert_eq!(again, Imported { imported: 0, duplicates: 1, rejected: 2 }, "idempotent");
         assert_eq!(store.count(&c).unwrap(), 1);
@@ -179,7 +188,7 @@ mod tests {
         let store = MessageStore::open(&Db::memory()).unwrap();
         let options = Options { threads: 1, rate: NonZeroU64::new(100) };
         let started = Instant::now();
-        let got = import(&store, &c, bytes.clone(), &KeyRing::default(), options).unwrap();
+        let got = import(&store, &c, bytes.clone(), &KeyRing::default(), options, None).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300), "30 messages at 100/s take 0.3 s at least");
         assert_eq!(got, Imported { imported: 30, duplicates: 0, rejected: 0 });
         assert_eq!(store.count(&c).unwrap(), 30);
@@ -195,13 +204,20 @@ mod tests {
         let sealed = seal::seal(&key, &w.finish());
         let store = MessageStore::open(&Db::memory()).unwrap();
         assert!(matches!(
-            import(&store, &c, sealed.clone(), &KeyRing::default(), Options { threads: 2, rate: None }),
+            import(&store, &c, sealed.clone(), &KeyRing::default(), Options { threads: 2, rate: None }, None),
             Err(Error::Seal(_))
         ));
         assert_eq!(
-            import(&store, &c, sealed.clone(), &KeyRing::single(key), Options { threads: 2, rate: None })
-                .unwrap()
-                .imported,
+            import(
+                &store,
+                &c,
+                sealed.clone(),
+                &KeyRing::single(key),
+                Options { threads: 2, rate: None },
+                None
+            )
+            .unwrap()
+            .imported,
             1
         );
     }

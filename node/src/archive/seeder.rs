@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use super::builder::{Builder, Outcome, Params, Sink};
 use super::index::Index;
 use super::schedule::{handle_tick, CommunityState};
-use super::seal::{self, KeyRing};
 use super::state::ArchiveState;
 use super::store_sink::StoreSink;
 use crate::announce::{self, Announcement};
@@ -24,8 +23,10 @@ use crate::blocks::store::BlockStore;
 use crate::communities::{Communities, Record};
 use crate::community::CommunityId;
 use crate::gossip;
+use crate::membership::keys;
 use crate::message_store::MessageStore;
 use crate::network;
+use crate::seal::{self, KeyRing};
 
 /// Settings of archives (the `[archive]` section of the config file): seeding them as a
 /// control node, fetching and importing them as a member.
@@ -88,6 +89,8 @@ pub struct Seeder {
     pub events: broadcast::Sender<Event>,
     /// Fetches another device's index to merge.
     pub bitswap: crate::bitswap::Bitswap,
+    /// The descriptions that say whose messages are archived, and with which key.
+    pub membership: crate::membership::store::MembershipStore,
 }
 
 /// Longest a round waits for another device's index.
@@ -112,7 +115,11 @@ impl Seeder {
 
     async fn build_and_announce(&self, record: Record) -> Result<Outcome, Error> {
         let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
-        let key = record.keys().map_err(|e| Error::Failed(e.to_string()))?.pop();
+        let description =
+            self.membership.description(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let members = description.as_ref().map(|d| std::sync::Arc::new(d.description.clone()));
+        let held = record.keys().map_err(|e| Error::Failed(e.to_string()))?;
+        let key = keys::current(&held, members.as_deref()).cloned();
         let params = Params {
             community,
             from: None,
@@ -120,6 +127,7 @@ impl Seeder {
             partition_secs: self.config.partition_secs,
             topics: Vec::new(),
             key,
+            members,
         };
         let (builder, blocks) =
             (Builder::new(self.messages.clone(), self.state.clone()), self.blocks.clone());
@@ -200,12 +208,12 @@ impl Seeder {
         }
         let (blocks, state) = (self.blocks.clone(), self.state.clone());
         let key = record.keys().map_err(|e| Error::Failed(e.to_string()))?;
+        let description =
+            self.membership.description(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let current = keys::current(&key, description.as_ref().map(|d| &d.description)).cloned();
         let ours_cid: crate::blocks::cid::Cid = ours.parse().map_err(|e| Error::Failed(format!("{e}")))?;
         tokio::task::spawn_blocking(move || -> Result<String, Error> {
-            let ring = key.iter().cloned().fold(KeyRing::default(), |mut r, k| {
-                r.add(k);
-                r
-            });
+            let ring: KeyRing = key.iter().cloned().collect();
             let read = |cid| -> Result<Index, Error> {
                 let mut raw = Vec::new();
                 crate::blocks::files::cat(&blocks, cid, &mut raw)
@@ -220,7 +228,7 @@ impl Seeder {
                 return Ok(ours);
             }
             let plain = merged.encode();
-            let bytes = match key.last() {
+            let bytes = match &current {
                 Some(k) => seal::seal(k, &plain),
                 None => plain,
             };
@@ -306,6 +314,9 @@ impl Seeder {
                 }
             }
             for c in actions.republish {
+                if let Ok(Some(d)) = self.membership.description(&c) {
+                    let _ = self.network.publish(gossip::archives_topic(&c), d.bytes.clone()).await;
+                }
                 if let Ok(Some(bytes)) = self.state.announcement(&c) {
                     let _ = self.network.publish(gossip::archives_topic(&c), bytes).await;
                 }

@@ -73,6 +73,15 @@ impl ArchiveState {
         }
     }
 
+    /// Records a clock issued or observed (never moving the stored one backwards), durably.
+    pub fn set_clock(&self, community: &CommunityId, clock: crate::clock::Clock) -> Result<(), Error> {
+        let mut c = self.clock(community)?;
+        c.observe(clock.last);
+        self.tree.insert(&key(CLOCK, community, &[]), &c.last.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// The latest accepted announcement (the signed envelope bytes).
     pub fn announcement(&self, community: &CommunityId) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.tree.get(&key(ANNOUNCEMENT, community, &[]))?.map(|v| v.to_vec()))

@@ -70,7 +70,15 @@ mod tests {
             messages.insert(&c, &[m.verify(&c).unwrap()]).unwrap();
         };
         let run = |to: u64| {
-            let p = Params { community: c, from: None, to, partition_secs: 100, topics: vec![], key: None };
+            let p = Params {
+                community: c,
+                from: None,
+                to,
+                partition_secs: 100,
+                topics: vec![],
+                key: None,
+                members: None,
+            };
             builder.run(&p, &mut StoreSink::new(blocks.clone())).unwrap()
         };
         send(10);

@@ -87,7 +87,8 @@ pub fn run(cmd: ArchiveCommand) -> anyhow::Result<()> {
             }
             let (db, blocks) = data_dir.open_blocks()?;
             let builder = Builder::new(MessageStore::open(&db)?, ArchiveState::open(&db)?);
-            let params = Params { community, from, to, partition_secs: partition, topics, key };
+            let params =
+                Params { community, from, to, partition_secs: partition, topics, key, members: None };
             let mut sink = CliSink { store: StoreSink::new(blocks), dir: out.as_deref(), index_path: None };
             let outcome = builder.run(&params, &mut sink)?;
             super::out(json!({"summary": {

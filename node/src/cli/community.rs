@@ -1,5 +1,5 @@
-//! Community commands, all clients of a running daemon: `community create|join|list|invite|sync`,
-//! `send`, `messages`, `archives`.
+//! Community commands, all clients of a running daemon: `community create|join|list|invite|sync`
+//! (and the membership ones of [`super::membership`]), `send`, `messages`, `archives`.
 
 use std::io::IsTerminal;
 
@@ -12,16 +12,21 @@ use crate::json::b64;
 
 #[derive(Subcommand, Debug)]
 pub enum CommunityCommand {
-    /// Create a community; this node holds its key and becomes its control node. Prints its id
-    /// and invite.
+    /// Create a community; this node holds its key and becomes its control node, and its own
+    /// author key is the first member. Prints its id and invite (none for invitation-only: use
+    /// `community invite ID --member KEY`).
     Create {
         #[command(flatten)]
         data_dir: DataDirArg,
         /// Display name.
         name: String,
-        /// Seal its archives and index with an archive key (carried in the invite).
+        /// Seal its history (archives, index and live messages) with an archive key.
         #[arg(long)]
         encrypted: bool,
+        /// Who may write: open (anyone), invitation-only (invited keys), on-request (keys whose
+        /// request the control node accepted).
+        #[arg(long, default_value = "open")]
+        access: String,
     },
     /// Join a community from an invite (`anode1...`).
     Join {
@@ -34,12 +39,18 @@ pub enum CommunityCommand {
         #[command(flatten)]
         data_dir: DataDirArg,
     },
-    /// Print the invite of a community.
+    /// Print the invite of a community. For an invitation-only one, `--member KEY` names the
+    /// member key it is for (admitted now; the invite carries a grant for that key alone).
     Invite {
         #[command(flatten)]
         data_dir: DataDirArg,
         community_id: String,
+        /// The invited member's author key (its `archive-node info` shows it).
+        #[arg(long)]
+        member: Option<String>,
     },
+    #[command(flatten)]
+    Membership(super::membership::MembershipCommand),
     /// Follow a member catching up on a community's history until it is imported (a progress
     /// bar of archives on a terminal, JSON signal lines otherwise).
     Sync {
@@ -88,12 +99,19 @@ pub struct ArchivesArgs {
 
 pub fn run(cmd: CommunityCommand) -> anyhow::Result<()> {
     match cmd {
-        CommunityCommand::Create { data_dir, name, encrypted } => {
+        CommunityCommand::Create { data_dir, name, encrypted, access } => {
             let v = with_daemon(&data_dir, async |e| {
-                Ok(e.call("community_create", json!({"name": name, "encrypted": encrypted})).await?)
+                Ok(e.call(
+                    "community_create",
+                    json!({"name": name, "encrypted": encrypted, "access": access}),
+                )
+                .await?)
             })?;
             super::out(format!("community {}", v["communityId"].as_str().unwrap_or_default()))?;
-            Ok(super::out(format!("invite {}", v["invite"].as_str().unwrap_or_default()))?)
+            match v["invite"].as_str() {
+                Some(invite) => Ok(super::out(format!("invite {invite}"))?),
+                None => Ok(super::out("invite: one per member, with `community invite ID --member KEY`")?),
+            }
         }
         CommunityCommand::Join { data_dir, invite } => {
             let v = with_daemon(&data_dir, async |e| {
@@ -112,12 +130,14 @@ pub fn run(cmd: CommunityCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        CommunityCommand::Invite { data_dir, community_id } => {
+        CommunityCommand::Invite { data_dir, community_id, member } => {
             let v = with_daemon(&data_dir, async |e| {
-                Ok(e.call("community_invite", json!({"communityId": community_id})).await?)
+                Ok(e.call("community_invite", json!({"communityId": community_id, "memberKey": member}))
+                    .await?)
             })?;
             Ok(super::out(v["invite"].as_str().unwrap_or_default())?)
         }
+        CommunityCommand::Membership(m) => super::membership::run(m),
         CommunityCommand::Sync { data_dir, community_id } => sync(&data_dir, &community_id),
     }
 }

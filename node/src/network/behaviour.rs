@@ -23,7 +23,7 @@ pub(super) struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
-    pub announce: request_response::Behaviour<super::announce_codec::Codec>,
+    pub state: request_response::Behaviour<super::state_codec::Codec>,
     pub stream: libp2p_stream::Behaviour,
     pub inbound: super::inbound::Behaviour,
 }
@@ -80,6 +80,7 @@ impl Behaviour {
             .mesh_n_low(gossip.mesh_n_low)
             .mesh_n_high(gossip.mesh_n_high)
             .mesh_outbound_min(gossip.mesh_outbound_min)
+            .history_length(super::GOSSIP_HISTORY_HEARTBEATS)
             .build()
             .map_err(|e| Error::Setup(format!("gossipsub config: {e}")))?;
         let mut gossipsub =
@@ -103,8 +104,8 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             kad,
             gossipsub,
-            announce: request_response::Behaviour::new(
-                [(super::announce_codec::PROTOCOL, request_response::ProtocolSupport::Full)],
+            state: request_response::Behaviour::new(
+                [(super::state_codec::PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(std::time::Duration::from_secs(10)),
             ),
             stream: libp2p_stream::Behaviour::new(),

@@ -21,8 +21,8 @@ pub(super) enum Command {
     Subscribe { topic: String, subscribe: bool },
     Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), Error>> },
     Report { id: Vec<u8>, source: PeerId, verdict: crate::gossip::Verdict },
-    RequestAnnouncement { peer: PeerId, community: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, Error>> },
-    RespondAnnouncement { id: u64, envelope: Vec<u8> },
+    RequestState { peer: PeerId, community: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, Error>> },
+    RespondState { id: u64, state: Vec<u8> },
     PeerScore { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
 }
 
@@ -124,14 +124,15 @@ impl Client {
         self.tx.send(Command::Report { id, source, verdict }).await.map_err(|_| Error::Shutdown)
     }
 
-    /// Asks a peer for its latest announcement of a community (empty: it has none).
-    pub async fn request_announcement(&self, peer: PeerId, community: Vec<u8>) -> Result<Vec<u8>, Error> {
-        self.ask(|reply| Command::RequestAnnouncement { peer, community, reply }).await?
+    /// Asks a peer for its latest announcement and description of a community (the encoded
+    /// `CommunityState`).
+    pub async fn request_state(&self, peer: PeerId, community: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.ask(|reply| Command::RequestState { peer, community, reply }).await?
     }
 
-    /// Answers an [`Event::AnnouncementRequested`](super::Event::AnnouncementRequested).
-    pub async fn respond_announcement(&self, id: u64, envelope: Vec<u8>) -> Result<(), Error> {
-        self.tx.send(Command::RespondAnnouncement { id, envelope }).await.map_err(|_| Error::Shutdown)
+    /// Answers an [`Event::StateRequested`](super::Event::StateRequested).
+    pub async fn respond_state(&self, id: u64, state: Vec<u8>) -> Result<(), Error> {
+        self.tx.send(Command::RespondState { id, state }).await.map_err(|_| Error::Shutdown)
     }
 
     /// A peer's gossipsub score (negative: it forwarded what we rejected).

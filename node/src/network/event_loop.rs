@@ -33,7 +33,7 @@ fn yamux_config() -> yamux::Config {
     c
 }
 
-/// Announcement requests from peers awaiting our answer (more are refused).
+/// Community state requests from peers awaiting our answer (more are refused).
 const PENDING_INBOUND_REQUESTS: usize = 1024;
 
 /// Publishes waiting for a subscribed peer, per topic (older ones dropped past this).
@@ -264,13 +264,13 @@ impl EventLoop {
             Command::PeerScore { peer, reply } => {
                 let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
-            Command::RequestAnnouncement { peer, community, reply } => {
-                let id = self.swarm.behaviour_mut().announce.send_request(&peer, community);
+            Command::RequestState { peer, community, reply } => {
+                let id = self.swarm.behaviour_mut().state.send_request(&peer, community);
                 self.pending_requests.insert(id, reply);
             }
-            Command::RespondAnnouncement { id, envelope } => {
+            Command::RespondState { id, state } => {
                 if let Some(channel) = self.inbound_requests.remove(&id) {
-                    let _ = self.swarm.behaviour_mut().announce.send_response(channel, envelope);
+                    let _ = self.swarm.behaviour_mut().state.send_response(channel, state);
                 }
             }
             Command::Ban { peer, duration } => {
@@ -387,23 +387,23 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip_event(ev),
-            SwarmEvent::Behaviour(BehaviourEvent::Announce(ev)) => self.on_announce_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::State(ev)) => self.on_state_event(ev),
             _ => {}
         }
     }
 
-    fn on_announce_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn on_state_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
                     if self.inbound_requests.len() >= PENDING_INBOUND_REQUESTS {
-                        tracing::warn!(%peer, "too many announcement requests pending: one refused");
+                        tracing::warn!(%peer, "too many community state requests pending: one refused");
                         return;
                     }
                     let id = self.next_inbound;
                     self.next_inbound += 1;
                     self.inbound_requests.insert(id, channel);
-                    self.emit(Event::AnnouncementRequested { peer, community: request, id });
+                    self.emit(Event::StateRequested { peer, community: request, id });
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.pending_requests.remove(&request_id) {
@@ -413,7 +413,7 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { request_id, error, .. } => {
                 if let Some(reply) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Err(Error::Gossip(format!("announcement request: {error}"))));
+                    let _ = reply.send(Err(Error::Gossip(format!("community state request: {error}"))));
                 }
             }
             request_response::Event::InboundFailure { .. } | request_response::Event::ResponseSent { .. } => {

@@ -1,18 +1,21 @@
-//! `/archive-node/announcement/1.0.0`: "the latest signed announcement of community X".
+//! `/archive-node/community-state/1.0.0`: "the latest signed announcement and description of
+//! community X" (what a late joiner needs first).
 //!
-//! Request: the 33-byte community id. Response: the signed envelope as stored, or empty when the
-//! node has none. Both length-prefixed (unsigned varint) and capped; the receiver verifies the
-//! envelope like one received by gossip, so any node can relay it.
+//! Request: the 33-byte community id. Response: a `CommunityState` protobuf whose envelopes are
+//! as stored (each empty when the node has none). Both length-prefixed (unsigned varint) and
+//! capped; the receiver verifies each envelope like one received by gossip, so any node can
+//! relay them.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 /// The protocol id.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/archive-node/announcement/1.0.0");
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/archive-node/community-state/1.0.0");
 /// Largest request: a compressed public key.
 const MAX_REQUEST: usize = crate::crypto::PUBLIC_KEY_LEN;
-/// Largest response: an envelope.
-const MAX_RESPONSE: usize = crate::announce::MAX_ENVELOPE_BYTES;
+/// Largest response: an announcement and a description, with framing.
+const MAX_RESPONSE: usize =
+    crate::announce::MAX_ENVELOPE_BYTES + crate::membership::description::MAX_DESCRIPTION_BYTES + 64;
 
 /// The codec.
 #[derive(Clone, Default)]

@@ -11,10 +11,11 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{Error, Event, Node};
-use crate::archive::{importer, seal::KeyRing, Entry, Index};
+use crate::archive::{importer, Entry, Index};
 use crate::bitswap::Progress;
 use crate::blocks::cid::Cid;
 use crate::community::CommunityId;
+use crate::seal::KeyRing;
 
 /// Attempts to fetch an index before a sync gives up (until the next announcement or restart).
 const INDEX_FETCH_ATTEMPTS: u32 = 3;
@@ -28,6 +29,8 @@ pub enum SyncError {
     Index { cid: String, reason: String },
     #[error("archive {id}: {reason}")]
     Archive { id: String, reason: String },
+    #[error("no description of community {0} yet: import waits for it (it says whose messages are valid)")]
+    NoDescription(String),
 }
 
 fn index_err(cid: &str, reason: impl ToString) -> Error {
@@ -36,14 +39,6 @@ fn index_err(cid: &str, reason: impl ToString) -> Error {
 
 fn archive_err(id: &str, reason: impl ToString) -> Error {
     SyncError::Archive { id: id.to_string(), reason: reason.to_string() }.into()
-}
-
-/// The community's archive keys as a ring.
-fn key_ring(record: &crate::communities::Record) -> Result<KeyRing, Error> {
-    Ok(record.keys()?.into_iter().fold(KeyRing::default(), |mut r, k| {
-        r.add(k);
-        r
-    }))
 }
 
 impl Node {
@@ -94,16 +89,20 @@ impl Node {
     pub async fn sync_community(&self, id: CommunityId) -> Result<(), Error> {
         let (state, communities) = (self.archive_state.clone(), self.communities.clone());
         let found = self
-            .blocking(move |_| {
+            .blocking(move |n| {
                 let Some(record) = communities.get(&id)? else { return Ok(None) };
                 let announcement = state.announcement(&id).map_err(SyncError::from)?;
                 let cid = announcement
                     .and_then(|b| crate::announce::verify(&id, &b).ok())
                     .map(|s| s.announcement.cid);
-                Ok(Some((key_ring(&record)?, cid)))
+                if cid.is_none() {
+                    return Ok(Some((n.key_ring(&record)?, None, None)));
+                }
+                let members = n.description(&id)?.ok_or_else(|| SyncError::NoDescription(id.to_string()))?;
+                Ok(Some((n.key_ring(&record)?, cid, Some(members))))
             })
             .await?;
-        let Some((keys, index_cid)) = found else { return Ok(()) };
+        let Some((keys, index_cid, members)) = found else { return Ok(()) };
         let concurrency = self.seeder.config.fetch_concurrency.max(1);
         let (to_import, mut queue) = mpsc::channel::<(String, Entry)>(concurrency);
         let index_keys = keys.clone();
@@ -143,7 +142,7 @@ impl Node {
         // instead of waiting forever on a full queue.
         let import = async move {
             while let Some((archive_id, entry)) = queue.recv().await {
-                self.import_archive(id, archive_id, entry, keys.clone()).await?;
+                self.import_archive(id, archive_id, entry, keys.clone(), members.clone()).await?;
             }
             Ok::<_, Error>(())
         };
@@ -185,7 +184,12 @@ impl Node {
         self.blocking(move |n| {
             let mut raw = Vec::new();
             crate::blocks::files::cat(&n.blocks, root, &mut raw).map_err(|e| index_err(&cid, e))?;
-            let plain = crate::archive::seal::open(&raw, &ring).map_err(|e| index_err(&cid, e))?;
+            let plain = crate::seal::open(&raw, &ring).map_err(|e| {
+                if let crate::seal::Error::NoKey { key_id } = &e {
+                    n.key_missing(&id, key_id);
+                }
+                index_err(&cid, e)
+            })?;
             Index::decode(&plain).map_err(|e| index_err(&cid, e))
         })
         .await
@@ -239,6 +243,7 @@ impl Node {
         archive_id: String,
         entry: Entry,
         keys: KeyRing,
+        members: Option<std::sync::Arc<crate::membership::Signed>>,
     ) -> Result<(), Error> {
         let _ = self.events.send(Event::ImportStarted { community: id, archive_id: archive_id.clone() });
         let aid = archive_id.clone();
@@ -251,8 +256,14 @@ impl Node {
                 let root: Cid = entry.cid.parse().map_err(|e| archive_err(&aid, e))?;
                 let mut raw = Vec::new();
                 crate::blocks::files::cat(&n.blocks, root, &mut raw).map_err(|e| archive_err(&aid, e))?;
-                let outcome = importer::import(&n.messages, &id, raw, &keys, options)
-                    .map_err(|e| archive_err(&aid, e))?;
+                let members = members.as_ref().map(|m| &m.description);
+                let outcome =
+                    importer::import(&n.messages, &id, raw, &keys, options, members).map_err(|e| {
+                        if let importer::Error::Seal(crate::seal::Error::NoKey { key_id }) = &e {
+                            n.key_missing(&id, key_id);
+                        }
+                        archive_err(&aid, e)
+                    })?;
                 n.archive_state.mark_downloaded(&id, &aid, true).map_err(SyncError::from)?;
                 Ok(outcome)
             })
@@ -279,10 +290,10 @@ impl Node {
         let mut raw = Vec::new();
         crate::blocks::files::cat(&self.blocks, root, &mut raw).map_err(|e| index_err(&cid, e))?;
         let ring = match self.communities.get(id)? {
-            Some(r) => key_ring(&r)?,
+            Some(r) => self.key_ring(&r)?,
             None => KeyRing::default(),
         };
-        let plain = crate::archive::seal::open(&raw, &ring).map_err(|e| index_err(&cid, e))?;
+        let plain = crate::seal::open(&raw, &ring).map_err(|e| index_err(&cid, e))?;
         let index = Index::decode(&plain).map_err(|e| index_err(&cid, e))?;
         index.archives.get(archive_id).cloned().ok_or_else(|| archive_err(archive_id, "not in the index"))
     }

@@ -45,19 +45,19 @@ pub struct Ctx {
 }
 
 /// A call the node cannot carry out: the caller gets the reason, and so does the log.
-fn failed(e: impl std::fmt::Display) -> ErrorObjectOwned {
+pub(super) fn failed(e: impl std::fmt::Display) -> ErrorObjectOwned {
     let reason = e.to_string();
     tracing::warn!(%reason, "RPC call failed");
     ErrorObjectOwned::owned(codes::FAILED, reason, None::<()>)
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
 ) -> Result<T, ErrorObjectOwned> {
     tokio::task::spawn_blocking(f).await.map_err(failed)?
 }
 
-fn community_view(r: &crate::communities::Record) -> Value {
+pub(super) fn community_view(r: &crate::communities::Record) -> Value {
     json!({
         "communityId": r.id, "name": r.name, "control": r.control_secret.is_some(),
         "encrypted": r.encrypted(), "joinedAt": r.joined_at,
@@ -180,10 +180,15 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
 fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("community_create", |p, ctx, _| async move {
         let params = params::create(&p)?;
-        let r = ctx.node.create_community(params.name, params.encrypted).await.map_err(failed)?;
+        let r =
+            ctx.node.create_community(params.name, params.encrypted, params.access).await.map_err(failed)?;
         let id = r.community_id().map_err(failed)?;
-        let invite = ctx.node.communities.invite(&id).map_err(failed)?.encode();
-        RpcResult::Ok(json!({"communityId": r.id, "invite": invite}))
+        // Invitation-only: no invite for everyone; each is made for one member key.
+        let invite = match params.access {
+            crate::membership::Access::InvitationOnly => None,
+            _ => Some(ctx.node.invite_member(id, None).await.map_err(failed)?.encode()),
+        };
+        RpcResult::Ok(json!({"communityId": r.id, "invite": invite, "access": params.access.as_str()}))
     })?;
     m.register_async_method("community_join", |p, ctx, _| async move {
         let invite = params::invite(&p)?;
@@ -198,11 +203,6 @@ fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::R
     m.register_async_method("community_list", |_p, ctx, _| async move {
         let list = ctx.node.communities.list().map_err(failed)?;
         RpcResult::Ok(json!(list.iter().map(community_view).collect::<Vec<_>>()))
-    })?;
-    m.register_async_method("community_invite", |p, ctx, _| async move {
-        let id = params::community(&p)?;
-        let invite = ctx.node.communities.invite(&id).map_err(failed)?;
-        RpcResult::Ok(json!({"invite": invite.encode()}))
     })?;
     m.register_async_method("messages_send", |p, ctx, _| async move {
         let s = params::send(&p)?;
@@ -238,6 +238,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         let addrs = ctx.node.network.listen_addrs().await.map_err(failed)?;
         RpcResult::Ok(json!({
             "peerId": ctx.node.network.local_peer_id().to_string(),
+            "authorKey": ctx.node.author(),
             "listenAddrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
             "served": ctx.node.bitswap.served(),
@@ -340,6 +341,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     })?;
 
     register_communities(&mut m)?;
+    super::membership::register(&mut m)?;
     register_archive(&mut m)?;
     if debug {
         register_debug(&mut m)?;

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use crate::blocks::cid::Cid;
 use crate::blocks::unixfs::{Layout, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINKS};
 use crate::communities::Invite;
-use crate::community::CommunityId;
+use crate::community::{CommunityId, MemberKey};
 use crate::json::from_b64;
+use crate::membership::Access;
 use crate::message::Topic;
 use crate::message_store;
 use crate::network::Multiaddr;
@@ -46,7 +47,17 @@ const COMMUNITY_ONLY: &[&str] = &[
     "archive_hasCommunityArchive",
     "archive_index",
     "community_leave",
-    "community_invite",
+    "community_description",
+    "community_members",
+    "community_pendingRequests",
+];
+/// Methods whose parameters are `communityId` and `memberKey`.
+const COMMUNITY_AND_MEMBER: &[&str] = &[
+    "community_acceptRequest",
+    "community_rejectRequest",
+    "community_kick",
+    "community_ban",
+    "community_unban",
 ];
 
 /// Every method with parameters [`check`] knows, for the fuzz target to pick from.
@@ -56,6 +67,10 @@ pub const METHODS: &[&str] = &[
     "community_create",
     "community_join",
     "community_leave",
+    "community_invite",
+    "community_requestToJoin",
+    "community_setAccess",
+    "community_kick",
     "messages_send",
     "messages_query",
     "archive_createNow",
@@ -144,22 +159,79 @@ pub fn interval(p: &Params) -> Result<(CommunityId, u64), ErrorObjectOwned> {
     Ok((community_id(&i.community_id)?, i.seconds))
 }
 
-/// `community_create`: a name and whether the archives are encrypted.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Create {
-    pub name: String,
+struct CreateParams {
+    name: String,
     #[serde(default)]
-    pub encrypted: bool,
+    encrypted: bool,
+    access: Option<String>,
 }
 
-/// `{name, encrypted?}` of `community_create` (1 to [`MAX_NAME_CHARS`] characters).
+/// `community_create`: a name, whether its history is encrypted, and how one joins.
+pub struct Create {
+    pub name: String,
+    pub encrypted: bool,
+    pub access: Access,
+}
+
+fn access(s: &str) -> Result<Access, ErrorObjectOwned> {
+    s.parse().map_err(|e| invalid(format!("invalid params: access: {e}")))
+}
+
+fn member_key(s: &str) -> Result<MemberKey, ErrorObjectOwned> {
+    s.parse().map_err(|e| invalid(format!("invalid params: memberKey: {e}")))
+}
+
+/// `{name, encrypted?, access?}` of `community_create` (1 to [`MAX_NAME_CHARS`] characters;
+/// access `open` by default).
 pub fn create(p: &Params) -> Result<Create, ErrorObjectOwned> {
-    let c: Create = parse(p)?;
+    let c: CreateParams = parse(p)?;
     if c.name.is_empty() || c.name.chars().count() > MAX_NAME_CHARS {
         return Err(invalid(format!("invalid params: name: 1 to {MAX_NAME_CHARS} characters")));
     }
-    Ok(c)
+    let access = c.access.as_deref().map_or(Ok(Access::Open), access)?;
+    Ok(Create { name: c.name, encrypted: c.encrypted, access })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MemberParams {
+    community_id: String,
+    member_key: String,
+}
+
+/// `{communityId, memberKey}`.
+pub fn member(p: &Params) -> Result<(CommunityId, MemberKey), ErrorObjectOwned> {
+    let m: MemberParams = parse(p)?;
+    Ok((community_id(&m.community_id)?, member_key(&m.member_key)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct InviteOfParams {
+    community_id: String,
+    member_key: Option<String>,
+}
+
+/// `{communityId, memberKey?}` of `community_invite` (an invitation-only community's invite
+/// is for one member key).
+pub fn invite_of(p: &Params) -> Result<(CommunityId, Option<MemberKey>), ErrorObjectOwned> {
+    let m: InviteOfParams = parse(p)?;
+    Ok((community_id(&m.community_id)?, m.member_key.as_deref().map(member_key).transpose()?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AccessParams {
+    community_id: String,
+    access: String,
+}
+
+/// `{communityId, access}` of `community_setAccess`.
+pub fn set_access(p: &Params) -> Result<(CommunityId, Access), ErrorObjectOwned> {
+    let a: AccessParams = parse(p)?;
+    Ok((community_id(&a.community_id)?, access(&a.access)?))
 }
 
 #[derive(Deserialize)]
@@ -168,7 +240,7 @@ struct InviteParams {
     invite: String,
 }
 
-/// `{invite}` of `community_join`.
+/// `{invite}` of `community_join` and `community_requestToJoin`.
 pub fn invite(p: &Params) -> Result<Invite, ErrorObjectOwned> {
     Invite::decode(&parse::<InviteParams>(p)?.invite)
         .map_err(|e| invalid(format!("invalid params: invite: {e}")))
@@ -331,10 +403,15 @@ pub fn check(method: &str, raw: &str) -> Result<(), ErrorObjectOwned> {
     if COMMUNITY_ONLY.contains(&method) {
         return community(&p).map(drop);
     }
+    if COMMUNITY_AND_MEMBER.contains(&method) {
+        return member(&p).map(drop);
+    }
     match method {
         "node_connect" => connect(&p).map(drop),
         "community_create" => create(&p).map(drop),
-        "community_join" => invite(&p).map(drop),
+        "community_join" | "community_requestToJoin" => invite(&p).map(drop),
+        "community_invite" => invite_of(&p).map(drop),
+        "community_setAccess" => set_access(&p).map(drop),
         "messages_send" => send(&p).map(drop),
         "messages_query" => query(&p).map(drop),
         "archive_setEnabled" => enabled(&p).map(drop),
@@ -361,6 +438,14 @@ mod tests {
         assert!(msg("blocks_add", r#"{"data":"***"}"#).contains("data: not base64"));
         assert!(msg("archive_setInterval", r#"{"communityId":"0x12","seconds":0}"#).contains("seconds"));
         assert!(msg("community_create", r#"{"name":""}"#).contains("name"));
+        assert!(msg("community_create", r#"{"name":"c","access":"closed"}"#).contains("access"));
+        assert!(msg("community_kick", r#"{"communityId":"0x12","memberKey":"0x02"}"#).contains("communityId"));
+        let id = crate::crypto::KeyPair::generate().public_hex();
+        assert!(msg("community_ban", &format!(r#"{{"communityId":"{id}","memberKey":"0x02"}}"#))
+            .contains("memberKey"));
+        assert!(check("community_ban", &format!(r#"{{"communityId":"{id}","memberKey":"{id}"}}"#)).is_ok());
+        assert!(check("community_setAccess", &format!(r#"{{"communityId":"{id}","access":"on-request"}}"#))
+            .is_ok());
         assert!(msg("blocks_fetch", r#"{"cid":"x","unknown":1}"#).contains("unknown field"));
         let many = format!(r#"{{"cid":"x","peers":[{}]}}"#, vec!["\"/ip4/127.0.0.1/tcp/1\""; 65].join(","));
         assert!(msg("blocks_fetch", &many).contains("at most 64"));
