@@ -72,7 +72,11 @@ async fn wait_for<T>(events: &mut Receiver<Event>, mut pick: impl FnMut(&Event) 
 
 /// Waits until `node` holds a description in which `key` is an active member.
 async fn wait_member(node: &Node, id: CommunityId, key: MemberKey, events: &mut Receiver<Event>) {
-    let active = || node.description(&id).unwrap().is_some_and(|d| d.description.members.get(&key).is_some_and(|m| m.is_active()));
+    let active = || {
+        node.description(&id)
+            .unwrap()
+            .is_some_and(|d| d.description.members.get(&key).is_some_and(|m| m.is_active()))
+    };
     if active() {
         return;
     }
@@ -80,7 +84,10 @@ async fn wait_member(node: &Node, id: CommunityId, key: MemberKey, events: &mut 
 }
 
 async fn wait_stored(events: &mut Receiver<Event>, hash: [u8; 32]) {
-    wait_for(events, |e| matches!(e, Event::MessageStored { hash: h, received: true, .. } if *h == hash).then_some(())).await;
+    wait_for(events, |e| {
+        matches!(e, Event::MessageStored { hash: h, received: true, .. } if *h == hash).then_some(())
+    })
+    .await;
 }
 
 /// Waits until `node` gives `peer` a gossip score below zero (it forwarded what was rejected).
@@ -121,11 +128,13 @@ async fn on_request_accept_admits_reject_does_not_and_outsiders_are_refused() {
     // Both requests reach the control node, signed by the requesters' keys.
     let mut requesters = std::collections::BTreeSet::new();
     while requesters.len() < 2 {
-        requesters.insert(wait_for(&mut control_events, |e| match e {
-            Event::RequestToJoin { member, .. } => Some(*member),
-            _ => None,
-        })
-        .await);
+        requesters.insert(
+            wait_for(&mut control_events, |e| match e {
+                Event::RequestToJoin { member, .. } => Some(*member),
+                _ => None,
+            })
+            .await,
+        );
     }
     assert_eq!(requesters, [alice.key(), bob.key()].into_iter().collect());
     assert_eq!(control.node.pending_requests(&id).unwrap().len(), 2);
@@ -162,11 +171,15 @@ async fn a_banned_key_is_refused_everywhere_from_then_on() {
         connect(&n.node, &control.node).await;
     }
     wait_member(&carol.node, id, alice.key(), &mut carol_events).await;
-    let before = alice.node.send_message(id, Topic::from_name("chat"), b"before the ban".to_vec()).await.unwrap();
+    let before =
+        alice.node.send_message(id, Topic::from_name("chat"), b"before the ban".to_vec()).await.unwrap();
     wait_stored(&mut carol_events, before.hash).await;
 
     control.node.ban(id, alice.key()).await.unwrap();
-    wait_for(&mut carol_events, |e| matches!(e, Event::MemberBanned { member, .. } if *member == alice.key()).then_some(())).await;
+    wait_for(&mut carol_events, |e| {
+        matches!(e, Event::MemberBanned { member, .. } if *member == alice.key()).then_some(())
+    })
+    .await;
     let after = signed(&alice.author(), &id, "after the ban");
     alice.node.network.publish(archive_node::gossip::messages_topic(&id), after.encode()).await.unwrap();
     wait_negative_score(&control.node, alice.node.network.local_peer_id()).await;
@@ -176,7 +189,9 @@ async fn a_banned_key_is_refused_everywhere_from_then_on() {
     // Nor archived, the earlier one included: a banned key's messages are not served.
     let m = control.node.send_message(id, Topic::from_name("chat"), b"still here".to_vec()).await.unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() <= now.max(m.timestamp) {
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        <= now.max(m.timestamp)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let round = control.node.seeder.round(id).await.unwrap();
@@ -207,7 +222,8 @@ async fn a_kicked_member_cannot_read_what_follows_and_the_others_read_everything
         _ => None,
     })
     .await;
-    let second = control.node.send_message(id, Topic::from_name("chat"), b"after the kick".to_vec()).await.unwrap();
+    let second =
+        control.node.send_message(id, Topic::from_name("chat"), b"after the kick".to_vec()).await.unwrap();
     wait_stored(&mut alice_events, second.hash).await;
     let missing = wait_for(&mut bob_events, |e| match e {
         Event::KeyMissing { key_id, .. } => Some(key_id.clone()),
@@ -252,7 +268,11 @@ async fn members_reject_at_import_what_a_lying_control_node_put_in_an_archive() 
     let (control, alice) = (start().await, start().await);
     let id = create(&control.node, Access::InvitationOnly, false).await;
     let mut events = alice.node.subscribe();
-    alice.node.join_community(control.node.invite_member(id, Some(alice.key())).await.unwrap()).await.unwrap();
+    alice
+        .node
+        .join_community(control.node.invite_member(id, Some(alice.key())).await.unwrap())
+        .await
+        .unwrap();
     connect(&alice.node, &control.node).await;
     wait_member(&alice.node, id, alice.key(), &mut events).await;
     // A real message of the control node's own key, one "by" a key that is no member, and one
