@@ -83,6 +83,23 @@ def hostile_peer(hostile_bin):
 
 
 @pytest.fixture
+def gossip_peer():
+    """Starts js-libp2p gossip peers (js/gossip-peer.mjs) on demand, stopped at the end."""
+    from clients.gossip_peer import GossipPeer
+
+    started = []
+
+    def start(*args, **kw):
+        g = GossipPeer(*args, **kw)
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture
 def daemons(node_bin, tmp_path):
     """Starts daemons on demand (`daemons()` -> Daemon) and stops them all at the end."""
     from clients.daemon import Daemon

@@ -421,6 +421,12 @@ impl Node {
         Ok(Verdict::Accept)
     }
 
+    /// A message of this node's key, signed now, with no membership check and stored nowhere
+    /// (the `debug_signMessage` method: what any key holder can make).
+    pub fn sign_message(&self, id: &CommunityId, topic: Topic, payload: Vec<u8>) -> Message {
+        Message::new_signed(&self.author, id, topic, now_secs(), payload)
+    }
+
     /// Signs, stores and publishes a message in a joined community: this node's key must be
     /// allowed to write under the description in force, and within its rate. In an encrypted
     /// community the message travels sealed with the current archive key.

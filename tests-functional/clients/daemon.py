@@ -31,5 +31,20 @@ class Daemon(Proc):
             raise AssertionError(f"archive-node {' '.join(args)} failed: {proc.stderr}")
         return proc
 
+    def metrics(self) -> str:
+        """The Prometheus text of `/metrics`."""
+        import requests
+
+        r = requests.get(self.url + "/metrics", headers={"authorization": f"Bearer {self.token}"}, timeout=10)
+        r.raise_for_status()
+        return r.text
+
+    def refused(self, reason: str) -> int:
+        """`archive_node_messages_refused_total{reason=...}` (0 when absent)."""
+        for line in self.metrics().splitlines():
+            if line.startswith(f'archive_node_messages_refused_total{{reason="{reason}"}}'):
+                return int(line.rsplit(" ", 1)[1])
+        return 0
+
     def terminate(self) -> int:
         return self.stop(signal.SIGTERM)

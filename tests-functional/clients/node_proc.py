@@ -3,6 +3,8 @@
 import json
 import os
 import pathlib
+import queue
+import threading
 import signal
 import subprocess
 import time
@@ -59,6 +61,44 @@ class Proc:
                 self.proc.wait()
         self.stderr.close()
         return self.proc.returncode
+
+
+class JsonEventsProc(Proc):
+    """A process that prints one JSON object a line on stdout: the first one is read at start
+    (`self.first`), the others can be waited for."""
+
+    def __init__(self, args, name, cwd=None):
+        super().__init__(args, name, cwd=cwd)
+        self.first = json.loads(self.first_line())
+        self.events: queue.Queue = queue.Queue()
+        self.seen: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def wait_for(self, predicate, timeout: float = 60) -> dict:
+        """The first event (seen before or arriving within `timeout`) that satisfies `predicate`."""
+        for e in self.seen:
+            if predicate(e):
+                return e
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                e = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(e)
+            if predicate(e):
+                return e
+        raise AssertionError(f"no such event from {self.name} within {timeout}s; seen: {self.seen[-20:]}")
+
+    def drain(self) -> list[dict]:
+        """Every event so far."""
+        while not self.events.empty():
+            self.seen.append(self.events.get_nowait())
+        return self.seen
 
 
 class Serve(Proc):

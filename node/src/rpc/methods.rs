@@ -82,12 +82,19 @@ async fn update_record(
     .await
 }
 
-/// Registers `debug_publish`: publishes raw bytes on a gossip topic, as a hostile peer would.
+/// Registers `debug_publish` (publishes raw bytes on a gossip topic, as a hostile peer would)
+/// and `debug_signMessage` (a message signed by this node's key, with no membership check: what
+/// a stranger who knows the community id can make).
 fn register_debug(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("debug_publish", |p, ctx, _| async move {
         let (topic, data) = params::publish(&p)?;
         ctx.node.network.publish(topic, data).await.map_err(failed)?;
         RpcResult::Ok(json!({}))
+    })?;
+    m.register_async_method("debug_signMessage", |p, ctx, _| async move {
+        let s = params::send(&p)?;
+        let m = ctx.node.sign_message(&s.community, s.topic, s.payload);
+        RpcResult::Ok(json!({"data": b64(&m.encode()), "hash": format!("0x{}", hex::encode(m.hash))}))
     })?;
     Ok(())
 }

@@ -412,7 +412,7 @@ pub fn check(method: &str, raw: &str) -> Result<(), ErrorObjectOwned> {
         "community_join" | "community_requestToJoin" => invite(&p).map(drop),
         "community_invite" => invite_of(&p).map(drop),
         "community_setAccess" => set_access(&p).map(drop),
-        "messages_send" => send(&p).map(drop),
+        "messages_send" | "debug_signMessage" => send(&p).map(drop),
         "messages_query" => query(&p).map(drop),
         "archive_setEnabled" => enabled(&p).map(drop),
         "archive_setInterval" => interval(&p).map(drop),
