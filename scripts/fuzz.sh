@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(archive index sealed announcement bitswap dag_pb car rpc_params)
+[ ${#targets[@]} -gt 0 ] || targets=(archive index sealed announcement membership bitswap dag_pb car rpc_params)
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 # cargo fuzz passes -Z flags; the machine's one toolchain is stable, which takes them with this.

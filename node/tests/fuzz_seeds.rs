@@ -114,6 +114,40 @@ fn seeds_are_real_encodings_that_decode() {
     });
     write(&dir, "bitswap", "want-then-block", &stream);
 
+    // Membership: a signed description with members, keys and a ban; a grant; requests to join
+    // and to leave; the community-state answer; a key sealed to the control key.
+    {
+        use archive_node::community::MemberKey;
+        use archive_node::membership::{description, keys, requests, Access, Description};
+        let mut d = Description::new("a community", Access::OnRequest, true);
+        d.clock = 1_700_000_000_000;
+        let member = MemberKey::from_bytes(author.public());
+        d.admit(member, 100, &[description::ROLE_OWNER]);
+        d.ban(MemberKey::from_bytes(KeyPair::from_secret_bytes(&[4u8; 32]).expect("key").public()), 150);
+        d.key_chain.push(keys::link(&key, None));
+        d.members.get_mut(&member).expect("admitted").sealed_key = keys::seal_to_member(&community, &member, &key);
+        let signed = description::sign(&control, &d);
+        assert_eq!(description::verify(&community, &signed.bytes).expect("verifies").description, d);
+        write(&dir, "membership", "description", &signed.bytes);
+        let grant = requests::Grant { member, clock: 5 }.sign(&control);
+        assert!(requests::Grant::verify(&community, &grant).is_ok());
+        write(&dir, "membership", "grant", &grant);
+        let join = requests::RequestToJoin::sign(&author, &community, 6, "alice");
+        assert!(requests::RequestToJoin::verify(&community, &join).is_ok());
+        write(&dir, "membership", "request-to-join", &join);
+        let leave = requests::RequestToLeave::sign(&author, &community, 7);
+        assert!(requests::RequestToLeave::verify(&community, &leave).is_ok());
+        write(&dir, "membership", "request-to-leave", &leave);
+        let state = archive_proto::pb::membership::CommunityState {
+            announcement: announce::sign(&control, &Announcement { clock: 1, cid: "bafkqaaa".into() }).bytes.into(),
+            description: signed.bytes.clone().into(),
+        };
+        write(&dir, "membership", "state", &prost::Message::encode_to_vec(&state));
+        let to_control = keys::seal_to_member(&community, &MemberKey::from_bytes(control.public()), &key);
+        assert_eq!(keys::open_for_member(&community, &control, &to_control).expect("opens"), key);
+        write(&dir, "membership", "sealed-key", &to_control);
+    }
+
     // Valid params of every method the rpc_params target picks (first byte: the method).
     let invite = archive_node::communities::Invite {
         id: community.to_string(),
