@@ -350,11 +350,19 @@ impl Node {
     }
 
     /// Adopts a community record holding its control key: this node becomes a second device of
-    /// the community's control node.
+    /// the community's control node. It asks its connected peers for the community's
+    /// description first, and makes a first (open) one only when none has one.
     pub async fn adopt_community(&self, record: Record) -> Result<Record, Error> {
         let r = record.clone();
         self.blocking(move |n| Ok(n.communities.put(&r)?)).await?;
-        self.set_subscribed(&record.community_id()?, true).await?;
+        let id = record.community_id()?;
+        self.set_subscribed(&id, true).await?;
+        for p in self.network.peers().await? {
+            if let Ok(peer) = p.peer_id.parse() {
+                self.clone().pull_state(peer, vec![id]).await;
+            }
+        }
+        self.ensure_description(id, Access::Open).await?;
         Ok(record)
     }
 

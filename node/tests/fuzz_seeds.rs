@@ -125,7 +125,8 @@ fn seeds_are_real_encodings_that_decode() {
         d.admit(member, 100, &[description::ROLE_OWNER]);
         d.ban(MemberKey::from_bytes(KeyPair::from_secret_bytes(&[4u8; 32]).expect("key").public()), 150);
         d.key_chain.push(keys::link(&key, None));
-        d.members.get_mut(&member).expect("admitted").sealed_key = keys::seal_to_member(&community, &member, &key);
+        d.members.get_mut(&member).expect("admitted").sealed_key =
+            keys::seal_to_member(&community, &member, &key);
         let signed = description::sign(&control, &d);
         assert_eq!(description::verify(&community, &signed.bytes).expect("verifies").description, d);
         write(&dir, "membership", "description", &signed.bytes);
@@ -139,7 +140,9 @@ fn seeds_are_real_encodings_that_decode() {
         assert!(requests::RequestToLeave::verify(&community, &leave).is_ok());
         write(&dir, "membership", "request-to-leave", &leave);
         let state = archive_proto::pb::membership::CommunityState {
-            announcement: announce::sign(&control, &Announcement { clock: 1, cid: "bafkqaaa".into() }).bytes.into(),
+            announcement: announce::sign(&control, &Announcement { clock: 1, cid: "bafkqaaa".into() })
+                .bytes
+                .into(),
             description: signed.bytes.clone().into(),
         };
         write(&dir, "membership", "state", &prost::Message::encode_to_vec(&state));

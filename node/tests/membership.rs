@@ -291,3 +291,56 @@ async fn members_reject_at_import_what_a_lying_control_node_put_in_an_archive() 
     assert_eq!((outcome.imported, outcome.rejected), (1, 2));
     assert_eq!(stored(&alice.node, &id), vec![genuine]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_leaves_is_removed_and_an_unbanned_key_must_be_admitted_again() {
+    let (control, alice) = (start().await, start().await);
+    let id = create(&control.node, Access::InvitationOnly, false).await;
+    let mut control_events = control.node.subscribe();
+    let mut alice_events = alice.node.subscribe();
+    alice
+        .node
+        .join_community(control.node.invite_member(id, Some(alice.key())).await.unwrap())
+        .await
+        .unwrap();
+    connect(&alice.node, &control.node).await;
+    wait_member(&alice.node, id, alice.key(), &mut alice_events).await;
+
+    assert!(alice.node.leave_community(id).await.unwrap());
+    wait_for(&mut control_events, |e| {
+        matches!(e, Event::MemberRemoved { member, .. } if *member == alice.key()).then_some(())
+    })
+    .await;
+    let entry = control.node.description(&id).unwrap().unwrap().description.members[&alice.key()].clone();
+    assert!(!entry.is_active() && entry.spans.len() == 1 && entry.spans[0].to.is_some(), "{entry:?}");
+    assert!(alice.node.description(&id).unwrap().is_none(), "the leaver forgets the community");
+
+    control.node.ban(id, alice.key()).await.unwrap();
+    assert!(control.node.invite_member(id, Some(alice.key())).await.is_err(), "a banned key is not invited");
+    control.node.unban(id, alice.key()).await.unwrap();
+    assert!(control.node.unban(id, alice.key()).await.is_err(), "not banned any more");
+    let d = control.node.description(&id).unwrap().unwrap();
+    assert!(!d.description.members[&alice.key()].is_active(), "unbanned, not admitted");
+    control.node.invite_member(id, Some(alice.key())).await.unwrap();
+    let d = control.node.description(&id).unwrap().unwrap();
+    assert_eq!(d.description.members[&alice.key()].spans.len(), 2, "a second span of membership");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_community_made_before_descriptions_becomes_an_open_one_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    data.create().unwrap();
+    // What an older version left: a controlled community and no description.
+    let id = {
+        let db = archive_node::db::Db::open(&data.db()).unwrap();
+        let communities = archive_node::communities::Communities::open(&db).unwrap();
+        communities.create("old", false, 1).unwrap().community_id().unwrap()
+    };
+    let c = Config { gossip: archive_node::gossip::Config::fast_for_tests(), ..Config::default() };
+    let node = Node::start(&data, c, CancellationToken::new()).await.unwrap();
+    let d = node.description(&id).unwrap().expect("a first description");
+    assert_eq!(d.description.access, Access::Open);
+    assert!(d.description.members[&node.member_key()].is_active(), "the control node's key is a member");
+    node.send_message(id, Topic::from_name("chat"), b"still works".to_vec()).await.unwrap();
+}
