@@ -16,7 +16,9 @@ mod server;
 pub use server::Served;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -37,6 +39,37 @@ pub const PROTOCOLS: [StreamProtocol; 3] =
 const MAX_INBOUND_STREAMS: usize = 1024;
 /// Inbound streams read at once from one peer.
 const MAX_INBOUND_STREAMS_PER_PEER: usize = 32;
+/// A stream that delivers no message for this long is closed: an idle stream holds a permit
+/// others need (peers that want to talk again open a new one).
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// When every permit is taken, the stream idle longest, if idle at least this long, is closed
+/// for the newcomer: streams that keep permits without talking (an attack) go first.
+const EVICT_IDLE_AFTER: Duration = Duration::from_millis(500);
+/// How long a newcomer waits for the permit an eviction frees.
+const ADMIT_WAIT: Duration = Duration::from_secs(2);
+
+/// An inbound stream being read.
+struct Slot {
+    peer: PeerId,
+    last_message: Instant,
+    close: CancellationToken,
+}
+
+/// What the inbound side holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Inbound stream permits held.
+    pub inbound_streams: usize,
+    /// Idle streams closed for newcomers since start.
+    pub streams_evicted: u64,
+    /// Streams refused since start (the peer had too many, or none could be evicted).
+    pub streams_refused: u64,
+    /// KiB of answers queued for peers.
+    pub outbound_kib: u64,
+    /// Peers whose answers were dropped because they did not read them.
+    pub peers_dropped_not_reading: u64,
+}
 
 /// What Bitswap reports to the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +88,10 @@ pub struct Bitswap {
     events: broadcast::Sender<Event>,
     inbound: Arc<Semaphore>,
     per_peer: Arc<Mutex<HashMap<PeerId, usize>>>,
+    slots: Arc<Mutex<HashMap<u64, Slot>>>,
+    next_slot: Arc<AtomicU64>,
+    evicted: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
 }
 
 impl Bitswap {
@@ -76,17 +113,33 @@ impl Bitswap {
             events,
             inbound: Arc::new(Semaphore::new(MAX_INBOUND_STREAMS)),
             per_peer: Arc::default(),
+            slots: Arc::default(),
+            next_slot: Arc::default(),
+            evicted: Arc::default(),
+            refused: Arc::default(),
         };
         tokio::spawn(bs.clone().accept_loop(incoming, cancel));
         bs
     }
 
-    /// Subscribes to Bitswap events.
     /// Blocks and block bytes this node has served to peers since start.
     pub fn served(&self) -> Served {
         self.server.served()
     }
 
+    /// The budgets in use.
+    pub fn usage(&self) -> Usage {
+        let (outbound_kib, peers_dropped_not_reading) = self.outboxes.usage();
+        Usage {
+            inbound_streams: MAX_INBOUND_STREAMS - self.inbound.available_permits(),
+            streams_evicted: self.evicted.load(Ordering::Relaxed),
+            streams_refused: self.refused.load(Ordering::Relaxed),
+            outbound_kib,
+            peers_dropped_not_reading,
+        }
+    }
+
+    /// Subscribes to Bitswap events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -131,23 +184,71 @@ impl Bitswap {
                 s = incoming.recv() => match s { Some(s) => s, None => break },
                 _ = cancel.cancelled() => break,
             };
-            let Some(permit) = self.admit(peer) else {
-                tracing::debug!(%peer, "too many bitswap streams: one refused");
+            if !self.count_peer_stream(peer) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "too many bitswap streams from one peer: one refused");
                 continue;
-            };
-            tokio::spawn(self.clone().read_stream(peer, stream, permit, cancel.clone()));
+            }
+            match self.inbound.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(self.clone().read_stream(peer, stream, permit, cancel.clone()));
+                }
+                Err(_) => {
+                    // Every permit is held: close the stream idle longest, and wait briefly
+                    // for the permit it frees.
+                    let bs = self.clone();
+                    let evicted = self.evict_idlest();
+                    let cancel = cancel.clone();
+                    tokio::spawn(async move {
+                        let permit = match evicted {
+                            true => tokio::time::timeout(ADMIT_WAIT, bs.inbound.clone().acquire_owned())
+                                .await
+                                .ok()
+                                .and_then(Result::ok),
+                            false => None,
+                        };
+                        match permit {
+                            Some(permit) => bs.read_stream(peer, stream, permit, cancel).await,
+                            None => {
+                                bs.refused.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(%peer, "every bitswap stream is busy: one refused");
+                                bs.release(&peer);
+                            }
+                        }
+                    });
+                }
+            }
         }
     }
 
-    fn admit(&self, peer: PeerId) -> Option<OwnedSemaphorePermit> {
+    /// Counts one more stream of `peer`; false when it has its maximum.
+    fn count_peer_stream(&self, peer: PeerId) -> bool {
         let mut per_peer = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
         let n = per_peer.entry(peer).or_default();
         if *n >= MAX_INBOUND_STREAMS_PER_PEER {
-            return None;
+            return false;
         }
-        let permit = self.inbound.clone().try_acquire_owned().ok()?;
         *n += 1;
-        Some(permit)
+        true
+    }
+
+    /// Closes the stream idle longest, when one has been idle [`EVICT_IDLE_AFTER`]; returns
+    /// whether one was.
+    fn evict_idlest(&self) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let idlest = slots
+            .values()
+            .filter(|s| !s.close.is_cancelled() && s.last_message.elapsed() >= EVICT_IDLE_AFTER)
+            .min_by_key(|s| s.last_message);
+        match idlest {
+            Some(s) => {
+                tracing::debug!(peer = %s.peer, "closing an idle bitswap stream for a newcomer");
+                s.close.cancel();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     fn release(&self, peer: &PeerId) {
@@ -167,11 +268,23 @@ impl Bitswap {
         _permit: OwnedSemaphorePermit,
         cancel: CancellationToken,
     ) {
+        let id = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let close = cancel.child_token();
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Slot { peer, last_message: Instant::now(), close: close.clone() });
         loop {
             let msg = tokio::select! {
-                m = codec::read(&mut stream) => m,
-                _ = cancel.cancelled() => break,
+                m = tokio::time::timeout(STREAM_IDLE_TIMEOUT, codec::read(&mut stream)) => match m {
+                    Ok(m) => m,
+                    Err(_) => break, // idle: the permit goes to others
+                },
+                _ = close.cancelled() => break,
             };
+            if let Some(s) = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                s.last_message = Instant::now();
+            }
             match msg {
                 Ok(Some(m)) => self.dispatch(peer, m).await,
                 Ok(None) => break,
@@ -184,6 +297,7 @@ impl Bitswap {
                 }
             }
         }
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.release(&peer);
     }
 

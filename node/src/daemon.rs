@@ -261,6 +261,68 @@ fn metrics_text(node: &Node, started: Instant) -> String {
         node.bitswap.served().blocks,
         node.bitswap.served().bytes,
     ) + &refusals_text(node)
+        + &budgets_text(node)
+}
+
+fn budgets_text(node: &Node) -> String {
+    let b = node.budgets();
+    let gauge = |name: &str, help: &str, v: u64| {
+        format!(
+            "# HELP archive_node_{name} {help}\n# TYPE archive_node_{name} gauge\narchive_node_{name} {v}\n"
+        )
+    };
+    let counter = |name: &str, help: &str, v: u64| {
+        format!("# HELP archive_node_{name} {help}\n# TYPE archive_node_{name} counter\narchive_node_{name} {v}\n")
+    };
+    [
+        gauge(
+            "bitswap_inbound_streams",
+            "Inbound Bitswap stream permits held.",
+            b.bitswap.inbound_streams as u64,
+        ),
+        counter(
+            "bitswap_streams_evicted_total",
+            "Idle Bitswap streams closed for newcomers.",
+            b.bitswap.streams_evicted,
+        ),
+        counter(
+            "bitswap_streams_refused_total",
+            "Bitswap streams refused (peer limit, or none could be evicted).",
+            b.bitswap.streams_refused,
+        ),
+        gauge(
+            "bitswap_outbound_bytes",
+            "Bytes of Bitswap answers queued for peers.",
+            b.bitswap.outbound_kib * 1024,
+        ),
+        counter(
+            "bitswap_peers_dropped_not_reading_total",
+            "Peers whose answers were dropped because they did not read.",
+            b.bitswap.peers_dropped_not_reading,
+        ),
+        gauge(
+            "gossip_validation_queued",
+            "Gossip messages waiting for a validation worker.",
+            b.validation_queued as u64,
+        ),
+        gauge(
+            "gossip_validation_held",
+            "Gossip messages held for a newer community description.",
+            b.validation_held as u64,
+        ),
+        counter(
+            "requests_dropped_total",
+            "Gossip messages ignored and requests refused because the node's queue was full.",
+            b.requests_dropped,
+        ),
+        counter(
+            "network_notices_missed_total",
+            "Network notices a lagging subscriber missed.",
+            b.notices_missed,
+        ),
+        gauge("fetches_held", "Roots held against GC by fetches in progress.", b.fetches_held as u64),
+    ]
+    .concat()
 }
 
 fn refusals_text(node: &Node) -> String {

@@ -34,12 +34,22 @@ pub enum Event {
     ListeningOn(Multiaddr),
     /// The peer told us the protocols it speaks.
     PeerIdentified { peer: PeerId, protocols: Vec<String> },
+}
+
+/// What peers ask of the node and wait on it for: on its own bounded queue (never a broadcast
+/// that could lose it). When the queue is full the network answers at once (a gossip message is
+/// ignored, a request refused) and counts it ([`Client::requests_dropped`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
     /// A peer asks for our latest announcement and description of a community; answer with
     /// [`Client::respond_state`].
-    StateRequested { peer: PeerId, community: Vec<u8>, id: u64 },
+    State { peer: PeerId, community: Vec<u8>, id: u64 },
     /// A gossip message to validate (then report with [`Client::report`]).
-    GossipMessage { topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId },
+    Gossip { topic: String, data: Vec<u8>, id: Vec<u8>, source: PeerId },
 }
+
+/// Requests queued for the node at most.
+pub const REQUEST_QUEUE: usize = 1024;
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]

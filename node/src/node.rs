@@ -125,6 +125,23 @@ pub struct Config {
     pub membership: crate::membership::Config,
 }
 
+/// The budgets a peer can reach, in use now.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Budgets {
+    pub bitswap: bitswap::Usage,
+    /// Gossip messages waiting for a validation worker (at most [`VALIDATION_QUEUE`]).
+    pub validation_queued: usize,
+    /// Gossip messages held for a newer community description.
+    pub validation_held: usize,
+    /// Gossip messages ignored and requests refused because the node's queue was full.
+    pub requests_dropped: u64,
+    /// Network notices a lagging subscriber missed.
+    pub notices_missed: u64,
+    /// Roots held against GC by fetches in progress.
+    pub fetches_held: usize,
+}
+
 /// A running node; cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -268,6 +285,7 @@ impl Node {
             node.start_sync(r.community_id()?);
         }
         tokio::spawn(node.clone().wire_events());
+        tokio::spawn(node.clone().serve_requests(started.requests));
         tokio::spawn(node.clone().reprovide_loop());
         Ok(node)
     }
@@ -314,6 +332,19 @@ impl Node {
     /// What the node refused, by reason.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The budgets a peer can reach, in use now (`node_info.budgets`, `/metrics`).
+    pub fn budgets(&self) -> Budgets {
+        let (validation_queued, validation_held) = self.validator().usage();
+        Budgets {
+            bitswap: self.bitswap.usage(),
+            validation_queued,
+            validation_held,
+            requests_dropped: self.network.requests_dropped(),
+            notices_missed: self.counters.missed(),
+            fetches_held: self.blocks.held_roots().len(),
+        }
     }
 
     /// Takes one message of `author` from its rate; false when it is over.
@@ -479,18 +510,30 @@ impl Node {
         Ok(m)
     }
 
+    /// Takes what peers ask of the node, in order, from the network's bounded queue.
+    async fn serve_requests(self, mut requests: tokio::sync::mpsc::Receiver<network::Request>) {
+        loop {
+            let r = tokio::select! {
+                r = requests.recv() => match r { Some(r) => r, None => return },
+                _ = self.cancel.cancelled() => return,
+            };
+            match r {
+                network::Request::Gossip { topic, data, id, source } => {
+                    self.on_gossip(topic, data, id, source).await
+                }
+                network::Request::State { community, id, .. } => {
+                    tokio::spawn(self.clone().answer_state_request(community, id));
+                }
+            }
+        }
+    }
+
     async fn wire_events(self) {
         let mut net = self.network.subscribe();
         let mut bs = self.bitswap.subscribe();
         loop {
             tokio::select! {
                 ev = net.recv() => match ev {
-                    Ok(network::Event::GossipMessage { topic, data, id, source }) => {
-                        self.on_gossip(topic, data, id, source).await;
-                    }
-                    Ok(network::Event::StateRequested { community, id, .. }) => {
-                        tokio::spawn(self.clone().answer_state_request(community, id));
-                    }
                     Ok(network::Event::PeerConnected(peer)) => {
                         if let Ok(list) = self.communities.list() {
                             let ids = list.iter().filter_map(|r| r.community_id().ok()).collect();
@@ -501,7 +544,12 @@ impl Node {
                     }
                     Ok(network::Event::PeerDisconnected(peer)) => self.bitswap.peer_disconnected(&peer),
                     Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "missed network events"),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        // Only notices (peers came and went) travel here: missed ones cost a pull
+                        // or a ban later, never an answer owed to a peer.
+                        self.counters.notices_missed(n);
+                        tracing::warn!(n, "missed network notices");
+                    }
                     Err(_) => break,
                 },
                 ev = bs.recv() => match ev {

@@ -154,6 +154,23 @@ impl Archive {
         Ok(Archive { metadata, messages })
     }
 
+    /// Decodes `WakuMessageArchive` bytes, each message on its own: a malformed message is an
+    /// `Err` in its place, and the rest decode (the importer skips and counts it).
+    pub fn decode_each(bytes: &[u8]) -> Result<(Metadata, Vec<Result<Message, Error>>), Error> {
+        let a = pb::WakuMessageArchive::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        if a.messages.len() > MAX_ARCHIVE_MESSAGES {
+            return Err(Error::TooManyMessages);
+        }
+        let metadata = Metadata::from_pb(a.metadata)?;
+        let messages = a
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(index, m)| Message::try_from(m).map_err(|source| Error::Message { index, source }))
+            .collect();
+        Ok((metadata, messages))
+    }
+
     /// Encodes with prost (the reference the streaming writer must match).
     pub fn encode(&self) -> Vec<u8> {
         pb::WakuMessageArchive {

@@ -20,18 +20,23 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
+/// The longest a paced import sleeps before it looks whether it should stop.
+const PACE_SLICE: Duration = Duration::from_millis(100);
+
 /// How an import runs.
 #[derive(Clone, Copy, Debug)]
-pub struct Options {
+pub struct Options<'a> {
     /// Threads that verify signatures.
     pub threads: usize,
     /// At most this many messages per second (for slow devices); `None` runs at storage speed.
     pub rate: Option<NonZeroU64>,
+    /// Stops the import between batches when cancelled (a shutdown).
+    pub stop: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
-impl Default for Options {
+impl Default for Options<'_> {
     fn default() -> Self {
-        Self { threads: threads(), rate: None }
+        Self { threads: threads(), rate: None, stop: None }
     }
 }
 
@@ -60,6 +65,8 @@ pub enum Error {
     Format(#[from] super::format::Error),
     #[error(transparent)]
     Store(#[from] crate::message_store::Error),
+    #[error("import stopped (shutting down); it resumes at the next start")]
+    Stopped,
 }
 
 /// One batch, verified: what to store, and how many messages were refused.
@@ -84,14 +91,17 @@ pub fn import(
     members: Option<&Description>,
 ) -> Result<Imported, Error> {
     let plain = seal::open_owned(bytes, keys)?;
-    let archive = Archive::decode(&plain)?;
+    let (metadata, decoded) = Archive::decode_each(&plain)?;
     drop(plain);
     // A paced import stores small batches, so that it never stalls for long.
     let batch_len = options.rate.map_or(BATCH, |r| (r.get() as usize).clamp(1, BATCH));
-    let (from, to) = (archive.metadata.from, archive.metadata.to);
-    let mut messages = archive.messages.into_iter();
-    let started = Instant::now();
+    let (from, to) = (metadata.from, metadata.to);
     let mut out = Imported::default();
+    // A malformed message is skipped and counted; the rest are imported.
+    let (good, malformed): (Vec<_>, Vec<_>) = decoded.into_iter().partition(Result::is_ok);
+    out.rejected += malformed.len();
+    let mut messages = good.into_iter().filter_map(Result::ok);
+    let started = Instant::now();
     let admitted = |m: &VerifiedMessage| {
         members.is_none_or(|d| rule::may_store(d, &MemberKey::from_bytes(*m.author()), m.message().timestamp))
     };
@@ -124,7 +134,16 @@ pub fn import(
             out.duplicates += duplicates;
             if let Some(rate) = options.rate {
                 let done = (out.imported + out.duplicates + out.rejected) as u64;
-                std::thread::sleep(pace(done, rate, started.elapsed()));
+                // Slept in short slices: a shutdown stops a paced import within a slice.
+                let mut wait = pace(done, rate, started.elapsed());
+                while !wait.is_zero() {
+                    if options.stop.is_some_and(|s| s.is_cancelled()) {
+                        return Err(Error::Stopped);
+                    }
+                    let slice = wait.min(PACE_SLICE);
+                    std::thread::sleep(slice);
+                    wait -= slice;
+                }
             }
         }
         Ok::<_, Error>(())
@@ -155,13 +174,25 @@ mod tests {
         }
         let bytes = w.finish();
         let store = MessageStore::open(&Db::memory()).unwrap();
-        let first =
-            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None }, None)
-                .unwrap();
+        let first = import(
+            &store,
+            &c,
+            bytes.clone(),
+            &KeyRing::default(),
+            Options { threads: 2, rate: None, stop: None },
+            None,
+        )
+        .unwrap();
         assert_eq!(first, Imported { imported: 1, duplicates: 0, rejected: 2 });
-        let again =
-            import(&store, &c, bytes.clone(), &KeyRing::default(), Options { threads: 2, rate: None }, None)
-                .unwrap();
+        let again = import(
+            &store,
+            &c,
+            bytes.clone(),
+            &KeyRing::default(),
+            Options { threads: 2, rate: None, stop: None },
+            None,
+        )
+        .unwrap();
         assert_eq!(again, Imported { imported: 0, duplicates: 1, rejected: 2 }, "idempotent");
         assert_eq!(store.count(&c).unwrap(), 1);
     }
@@ -186,12 +217,61 @@ mod tests {
         }
         let bytes = w.finish();
         let store = MessageStore::open(&Db::memory()).unwrap();
-        let options = Options { threads: 1, rate: NonZeroU64::new(100) };
+        let options = Options { threads: 1, rate: NonZeroU64::new(100), stop: None };
         let started = Instant::now();
         let got = import(&store, &c, bytes.clone(), &KeyRing::default(), options, None).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300), "30 messages at 100/s take 0.3 s at least");
         assert_eq!(got, Imported { imported: 30, duplicates: 0, rejected: 0 });
         assert_eq!(store.count(&c).unwrap(), 30);
+    }
+
+    #[test]
+    fn a_malformed_message_is_skipped_and_counted_and_the_rest_imported() {
+        use archive_proto::pb::archive as pb;
+        use prost::Message as _;
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let author = KeyPair::generate();
+        let good: Vec<Message> = (0..3u64)
+            .map(|i| Message::new_signed(&author, &c, Topic::from_name("t"), 10 + i, vec![i as u8]))
+            .collect();
+        let mut broken = pb::WakuMessage::from(&good[0]);
+        broken.topic = vec![1, 2, 3].into(); // a topic must be 4 bytes
+        let mut w = ArchiveWriter::new(&Metadata { from: 0, to: 100, topics: vec![] });
+        w.push_encoded(&good[0].encode());
+        w.push_encoded(&broken.encode_to_vec());
+        for m in &good[1..] {
+            w.push_encoded(&m.encode());
+        }
+        let store = MessageStore::open(&Db::memory()).unwrap();
+        let got = import(&store, &c, w.finish(), &KeyRing::default(), Options::default(), None).unwrap();
+        assert_eq!(got, Imported { imported: 3, duplicates: 0, rejected: 1 });
+    }
+
+    #[test]
+    fn a_stopped_paced_import_returns_within_a_slice() {
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let author = KeyPair::generate();
+        let mut w = ArchiveWriter::new(&Metadata { from: 0, to: 1000, topics: vec![] });
+        for i in 0..20u64 {
+            w.push_encoded(
+                &Message::new_signed(&author, &c, Topic::from_name("t"), i, vec![i as u8]).encode(),
+            );
+        }
+        let bytes = w.finish();
+        let store = MessageStore::open(&Db::memory()).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        // One message a second: 20 s unless stopped.
+        let options = Options { threads: 1, rate: NonZeroU64::new(1), stop: Some(&stop) };
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                stop.cancel();
+            });
+            let r = import(&store, &c, bytes.clone(), &KeyRing::default(), options, None);
+            assert!(matches!(r, Err(Error::Stopped)), "{r:?}");
+        });
+        assert!(started.elapsed() < Duration::from_secs(2), "stopped within a slice, not after 20 s");
     }
 
     #[test]
@@ -204,7 +284,14 @@ mod tests {
         let sealed = seal::seal(&key, &w.finish());
         let store = MessageStore::open(&Db::memory()).unwrap();
         assert!(matches!(
-            import(&store, &c, sealed.clone(), &KeyRing::default(), Options { threads: 2, rate: None }, None),
+            import(
+                &store,
+                &c,
+                sealed.clone(),
+                &KeyRing::default(),
+                Options { threads: 2, rate: None, stop: None },
+                None
+            ),
             Err(Error::Seal(_))
         ));
         assert_eq!(
@@ -213,7 +300,7 @@ mod tests {
                 &c,
                 sealed.clone(),
                 &KeyRing::single(key),
-                Options { threads: 2, rate: None },
+                Options { threads: 2, rate: None, stop: None },
                 None
             )
             .unwrap()

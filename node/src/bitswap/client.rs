@@ -92,10 +92,56 @@ struct Entry {
     asked: HashMap<PeerId, HashSet<Cid>>,
 }
 
+/// How long what a closed session asked of a peer is remembered: a block arriving that late
+/// is the peer's late answer (a newer announcement restarted the sync, say), not a wrong one.
+const CLOSED_WANTS_GRACE: Duration = Duration::from_secs(2 * BLOCK_TIMEOUT.as_secs());
+/// Most (peer, CID) pairs of closed sessions remembered (a session asks at most a few
+/// thousand); past this the oldest are forgotten.
+const MAX_CLOSED_WANTS: usize = 65_536;
+
+/// What closed sessions had asked of each peer, for [`CLOSED_WANTS_GRACE`].
+#[derive(Default)]
+struct ClosedWants {
+    order: VecDeque<(Instant, PeerId, Cid)>,
+    set: HashMap<(PeerId, Cid), usize>,
+}
+
+impl ClosedWants {
+    fn add(&mut self, now: Instant, asked: HashMap<PeerId, HashSet<Cid>>) {
+        for (peer, cids) in asked {
+            for cid in cids {
+                self.order.push_back((now, peer, cid));
+                *self.set.entry((peer, cid)).or_default() += 1;
+            }
+        }
+        self.prune(now);
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while let Some((at, peer, cid)) = self.order.front().copied() {
+            if now.duration_since(at) < CLOSED_WANTS_GRACE && self.order.len() <= MAX_CLOSED_WANTS {
+                break;
+            }
+            self.order.pop_front();
+            if let Some(n) = self.set.get_mut(&(peer, cid)) {
+                *n -= 1;
+                if *n == 0 {
+                    self.set.remove(&(peer, cid));
+                }
+            }
+        }
+    }
+
+    fn contains(&self, peer: &PeerId, cid: &Cid) -> bool {
+        self.set.contains_key(&(*peer, *cid))
+    }
+}
+
 /// Routes incoming blocks and presences to the sessions waiting for them.
 #[derive(Clone, Default)]
 pub(super) struct Registry {
     sessions: Arc<Mutex<HashMap<u64, Entry>>>,
+    closed: Arc<Mutex<ClosedWants>>,
     next: Arc<AtomicU64>,
 }
 
@@ -125,13 +171,20 @@ impl Registry {
     }
 
     fn close(&self, id: u64) {
-        self.lock().remove(&id);
+        if let Some(e) = self.lock().remove(&id) {
+            self.closed.lock().unwrap_or_else(|p| p.into_inner()).add(Instant::now(), e.asked);
+        }
     }
 
     /// Routes a block: to the sessions that want it; a block that no session ever asked this
     /// peer for goes to every session as unsolicited (a late answer to a moved or cancelled
-    /// want is dropped).
+    /// want, or to a want of a session closed since, is dropped).
     pub async fn on_block(&self, peer: PeerId, block: Block) {
+        let closed_late = {
+            let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+            closed.prune(Instant::now());
+            closed.contains(&peer, block.cid())
+        };
         let (wanting, others, late): (Vec<_>, Vec<_>, bool) = {
             let s = self.lock();
             let mut wanting = Vec::new();
@@ -145,7 +198,7 @@ impl Registry {
                 }
                 late |= e.asked.get(&peer).is_some_and(|a| a.contains(block.cid()));
             }
-            (wanting, others, late)
+            (wanting, others, late || closed_late)
         };
         if wanting.is_empty() && late {
             return;
@@ -224,6 +277,8 @@ pub(super) async fn fetch(
     if peers.is_empty() {
         return Err(Error::NoPeers);
     }
+    // What is stored under the root stays, GC or not, until the fetch ends (then it is pinned).
+    let _hold = store.hold(root);
     let (id, mut rx) = registry.open();
     let mut guard =
         Guard { registry: registry.clone(), outboxes: outboxes.clone(), id, in_flight: HashMap::new() };
@@ -574,5 +629,34 @@ mod tests {
         registry.on_block(peer, y).await;
         assert!(matches!(a_rx.try_recv(), Ok(SessionEvent::Unsolicited(p)) if p == peer));
         assert!(matches!(b_rx.try_recv(), Ok(SessionEvent::Unsolicited(p)) if p == peer));
+    }
+
+    #[tokio::test]
+    async fn a_block_for_a_closed_session_is_late_not_wrong() {
+        let registry = Registry::default();
+        let peer = PeerId::random();
+        let (a, _a_rx) = registry.open();
+        let (_b, mut b_rx) = registry.open();
+        let z = block(b"z");
+        // Session a asked the peer for z and closed (a newer announcement restarted the sync).
+        registry.want(a, peer, *z.cid());
+        registry.close(a);
+        registry.on_block(peer, z).await;
+        assert!(b_rx.try_recv().is_err(), "no other session blames the peer");
+    }
+
+    #[test]
+    fn closed_wants_are_forgotten_after_the_grace_or_past_the_bound() {
+        let mut c = ClosedWants::default();
+        let (peer, t0) = (PeerId::random(), Instant::now());
+        let cid = *block(b"w").cid();
+        c.add(t0, [(peer, [cid].into())].into());
+        assert!(c.contains(&peer, &cid));
+        c.prune(t0 + CLOSED_WANTS_GRACE);
+        assert!(!c.contains(&peer, &cid));
+        let many: HashSet<Cid> =
+            (0..MAX_CLOSED_WANTS + 10).map(|i| *block(&(i as u64).to_be_bytes()).cid()).collect();
+        c.add(t0, [(peer, many)].into());
+        assert!(c.order.len() <= MAX_CLOSED_WANTS && c.set.len() <= MAX_CLOSED_WANTS);
     }
 }

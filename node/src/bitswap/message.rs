@@ -68,6 +68,12 @@ impl Message {
         self.wants.is_empty() && self.blocks.is_empty() && self.presences.is_empty()
     }
 
+    /// About how many bytes the message takes (its block data, and ~40 bytes a want or presence).
+    pub fn byte_len(&self) -> usize {
+        self.blocks.iter().map(|b| b.data().len()).sum::<usize>()
+            + 40 * (self.wants.len() + self.presences.len())
+    }
+
     /// Protobuf encoding (1.2.0: blocks as prefix + data).
     pub fn encode(&self) -> Vec<u8> {
         let wantlist = (!self.wants.is_empty() || self.full).then(|| pb::message::Wantlist {

@@ -1,33 +1,59 @@
 //! Per-peer writers: every message to a peer goes through one task that owns our outbound stream
 //! to it (opened on first use, reopened once on error). Helia reads our answers on streams we
 //! open, not on the one its request came on.
+//!
+//! Budgets: a few messages queued per peer; the bytes queued over all peers draw from one
+//! budget; a write that does not finish within [`WRITE_TIMEOUT`] drops the peer's writer (a
+//! peer that does not read what it asked for stops costing memory).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{codec, message::Message, PROTOCOL_1_2};
 
-/// Messages queued per peer before senders wait (backpressure on the server and the client).
-const OUTBOX_QUEUE: usize = 8;
+/// Messages queued per peer before senders wait (backpressure on the server and the client):
+/// at most 4 x 4 MiB held for one peer.
+const OUTBOX_QUEUE: usize = 4;
+/// Bytes queued for all peers at once, in KiB: 128 MiB, so 512 peers that stop reading cannot
+/// hold more.
+const OUTBOUND_BUDGET_KIB: usize = 128 * 1024;
+/// A message not written within this long: the peer does not read; its writer is dropped.
+pub(super) const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A queued message with the budget it holds until written.
+struct Queued {
+    msg: Message,
+    _budget: OwnedSemaphorePermit,
+}
 
 /// The writers, by peer.
 #[derive(Clone)]
 pub(super) struct Outboxes {
     control: libp2p_stream::Control,
-    map: Arc<Mutex<HashMap<PeerId, mpsc::Sender<Message>>>>,
+    map: Arc<Mutex<HashMap<PeerId, mpsc::Sender<Queued>>>>,
+    budget: Arc<Semaphore>,
+    /// Writers dropped because their peer did not read within [`WRITE_TIMEOUT`].
+    dropped: Arc<AtomicU64>,
     cancel: CancellationToken,
 }
 
 impl Outboxes {
     pub fn new(control: libp2p_stream::Control, cancel: CancellationToken) -> Self {
-        Self { control, map: Arc::default(), cancel }
+        Self {
+            control,
+            map: Arc::default(),
+            budget: Arc::new(Semaphore::new(OUTBOUND_BUDGET_KIB)),
+            dropped: Arc::default(),
+            cancel,
+        }
     }
 
-    fn sender(&self, peer: PeerId) -> mpsc::Sender<Message> {
+    fn sender(&self, peer: PeerId) -> mpsc::Sender<Queued> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = map.get(&peer) {
             if !tx.is_closed() {
@@ -35,18 +61,26 @@ impl Outboxes {
             }
         }
         let (tx, rx) = mpsc::channel(OUTBOX_QUEUE);
-        tokio::spawn(writer(self.control.clone(), peer, rx, self.cancel.clone()));
+        tokio::spawn(writer(self.control.clone(), peer, rx, self.dropped.clone(), self.cancel.clone()));
         map.insert(peer, tx.clone());
         tx
     }
 
-    /// Queues `msg` for `peer`, waiting while its queue is full.
-    pub async fn send(&self, peer: PeerId, msg: Message) {
+    /// Queues `msg` for `peer`, waiting while its queue is full or the byte budget is spent.
+    /// False when the peer's writer gave up on it (it does not read) or the node shuts down.
+    pub async fn send(&self, peer: PeerId, msg: Message) -> bool {
         if msg.is_empty() {
-            return;
+            return true;
         }
-        // A closed writer (shut down) drops the message: nothing to do.
-        let _ = self.sender(peer).send(msg).await;
+        let kib = (msg.byte_len() / 1024 + 1).min(OUTBOUND_BUDGET_KIB) as u32;
+        let Ok(budget) = self.budget.clone().acquire_many_owned(kib).await else { return false };
+        self.sender(peer).send(Queued { msg, _budget: budget }).await.is_ok()
+    }
+
+    /// The byte budget in use (KiB queued for peers), and writers dropped for not reading.
+    pub fn usage(&self) -> (u64, u64) {
+        let used = OUTBOUND_BUDGET_KIB - self.budget.available_permits();
+        (used as u64, self.dropped.load(Ordering::Relaxed))
     }
 
     /// Forgets a disconnected peer: its writer ends once its queue drains.
@@ -58,15 +92,17 @@ impl Outboxes {
 async fn writer(
     mut control: libp2p_stream::Control,
     peer: PeerId,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<Queued>,
+    dropped: Arc<AtomicU64>,
     cancel: CancellationToken,
 ) {
     let mut stream: Option<libp2p::Stream> = None;
     loop {
-        let msg = tokio::select! {
+        let queued = tokio::select! {
             m = rx.recv() => match m { Some(m) => m, None => break },
             _ = cancel.cancelled() => break,
         };
+        let msg = &queued.msg;
         for attempt in 0..2 {
             if stream.is_none() {
                 match control.open_stream(peer, PROTOCOL_1_2).await {
@@ -78,11 +114,17 @@ async fn writer(
                 }
             }
             let Some(s) = stream.as_mut() else { break };
-            match codec::write(s, &msg).await {
-                Ok(()) => break,
-                Err(e) => {
+            match tokio::time::timeout(WRITE_TIMEOUT, codec::write(s, msg)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, attempt, error = %e, "bitswap write failed");
                     stream = None;
+                }
+                Err(_) => {
+                    // The peer does not read what it asked for: stop holding memory for it.
+                    tracing::info!(%peer, secs = WRITE_TIMEOUT.as_secs(), "peer does not read its bitswap answers: writer dropped");
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
                 }
             }
         }

@@ -154,11 +154,14 @@ impl Server {
             };
             let Some(want) = next else {
                 // Queue drained: send what we have, then look again.
-                self.outboxes.send(peer, std::mem::take(&mut response)).await;
+                if !self.outboxes.send(peer, std::mem::take(&mut response)).await {
+                    return self.give_up(peer, &ledger);
+                }
                 bytes = 0;
                 continue;
             };
-            let block = match self.read(want.cid).await {
+            // A want-have is answered from the index: the block is not read.
+            let block = match self.read(want.cid, want.want_type).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(cid = %want.cid, error = %e, "block store read failed");
@@ -167,7 +170,9 @@ impl Server {
             };
             if let (Some(data), WantType::Block) = (&block, want.want_type) {
                 if bytes + data.len() > RESPONSE_LIMIT {
-                    self.outboxes.send(peer, std::mem::take(&mut response)).await;
+                    if !self.outboxes.send(peer, std::mem::take(&mut response)).await {
+                        return self.give_up(peer, &ledger);
+                    }
                     bytes = 0;
                 }
             }
@@ -184,18 +189,34 @@ impl Server {
                 (None, _) => {}
             }
             if bytes >= RESPONSE_BYTES || response.presences.len() >= 1024 {
-                self.outboxes.send(peer, std::mem::take(&mut response)).await;
+                if !self.outboxes.send(peer, std::mem::take(&mut response)).await {
+                    return self.give_up(peer, &ledger);
+                }
                 bytes = 0;
             }
         }
     }
 
-    async fn read(&self, cid: Cid) -> Result<Option<Vec<u8>>, String> {
+    /// The peer does not read its answers: its wants are dropped (it may ask again).
+    fn give_up(&self, peer: PeerId, ledger: &Mutex<Ledger>) {
+        let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
+        l.queue.clear();
+        l.wanted.clear();
+        l.working = false;
+        tracing::debug!(%peer, "wants of a peer that does not read dropped");
+    }
+
+    /// The block's bytes for a want-block; for a want-have, an empty stand-in when the index
+    /// has the block.
+    async fn read(&self, cid: Cid, want: WantType) -> Result<Option<Vec<u8>>, String> {
         let _permit = self.reads.acquire().await.map_err(|_| "shutting down".to_string())?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.get(&cid).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || match want {
+            WantType::Block => store.get(&cid).map_err(|e| e.to_string()),
+            WantType::Have => store.has(&cid).map(|h| h.then(Vec::new)).map_err(|e| e.to_string()),
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }
 

@@ -258,6 +258,27 @@ struct Inner {
     used: Mutex<u64>,
     /// Serialises writers with GC, so GC never drops a block a concurrent put just indexed.
     gc_lock: RwLock<()>,
+    /// Roots of fetches in progress, with how many fetches hold each: GC keeps what is
+    /// already stored under them (a temporary pin, never persisted).
+    held: Mutex<HashMap<Cid, usize>>,
+}
+
+/// Keeps GC away from the blocks under a root while a fetch of it runs; released on drop.
+pub struct Hold {
+    store: BlockStore,
+    root: Cid,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut held = self.store.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.root) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.root);
+            }
+        }
+    }
 }
 
 impl BlockStore {
@@ -290,6 +311,7 @@ impl BlockStore {
                 quota,
                 used: Mutex::new(used),
                 gc_lock: RwLock::new(()),
+                held: Mutex::default(),
             }),
         })
     }
@@ -562,11 +584,25 @@ impl BlockStore {
         Ok(Stat { cid: root.to_string(), size, blocks, block_bytes, complete, pins })
     }
 
-    /// Drops every block not reachable from a pinned root, then compacts mostly-dead segments.
+    /// Holds the blocks under `root` against GC until the returned guard drops (a fetch in
+    /// progress: its root is pinned only once the DAG is whole).
+    pub fn hold(&self, root: Cid) -> Hold {
+        *self.inner.held.lock().unwrap_or_else(|p| p.into_inner()).entry(root).or_default() += 1;
+        Hold { store: self.clone(), root }
+    }
+
+    /// Roots held by fetches in progress.
+    pub fn held_roots(&self) -> Vec<Cid> {
+        self.inner.held.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+    }
+
+    /// Drops every block not reachable from a pinned root or a root held by a fetch in
+    /// progress, then compacts mostly-dead segments.
     pub fn gc(&self) -> Result<GcReport, Error> {
         let _gc = self.inner.gc_lock.write().map_err(|_| Error::Poisoned)?;
         let mut live = HashSet::new();
-        for root in self.pins()?.keys() {
+        let held = self.held_roots();
+        for root in self.pins()?.keys().chain(held.iter()) {
             self.walk(root, |cid, len| {
                 if len.is_some() {
                     live.insert(*cid);
@@ -780,6 +816,30 @@ mod tests {
         assert!(!store.is_complete(&kept).unwrap());
         store.gc().unwrap();
         assert_eq!(store.used_bytes(), 0);
+    }
+
+    #[test]
+    fn gc_keeps_what_a_fetch_in_progress_stored_until_it_ends() {
+        let (_d, store) = disk();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 3 % 256) as u8).collect();
+        let full = BlockStore::memory(Config::default());
+        let root = add(&full, &data, small());
+        // Half of the DAG arrived so far, root included; nothing is pinned yet.
+        let mut all = Vec::new();
+        full.walk(&root, |c, _| all.push(*c)).unwrap();
+        for c in all.iter().take(all.len() / 2) {
+            store.put(&Block::verify(*c, full.get(c).unwrap().unwrap()).unwrap()).unwrap();
+        }
+        let stored = store.used_bytes();
+        let hold = store.hold(root);
+        let twice = store.hold(root);
+        assert_eq!(store.gc().unwrap().removed_blocks, 0, "held: nothing of the fetch goes");
+        assert_eq!(store.used_bytes(), stored);
+        drop(hold);
+        assert_eq!(store.gc().unwrap().removed_blocks, 0, "still held by the second fetch");
+        drop(twice);
+        assert!(store.held_roots().is_empty());
+        assert!(store.gc().unwrap().removed_blocks > 0, "released: unpinned blocks go");
     }
 
     #[test]

@@ -430,8 +430,13 @@ fn header_order(d: &Description) -> (u64, Vec<u8>) {
     (d.clock, header.encode())
 }
 
-fn entry_order(m: &Member) -> (u64, Vec<u8>) {
-    (m.updated, member_to_pb(m).encode_to_vec())
+/// A total order on entries that tells every two different entries apart (the encoding would
+/// not: a ban at time 0 encodes like no ban).
+type EntryOrder = (u64, Option<u64>, Vec<(u64, Option<u64>)>, Vec<u32>, Vec<u8>);
+
+fn entry_order(m: &Member) -> EntryOrder {
+    let spans = m.spans.iter().map(|s| (s.from, s.to)).collect();
+    (m.updated, m.banned_at, spans, m.roles.clone(), m.sealed_key.clone())
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub struct Client {
     pub(super) local: PeerId,
     /// What status queries read without waiting on the network task.
     pub(super) status: watch::Receiver<Status>,
+    /// Requests answered at once because the node's queue was full.
+    pub(super) requests_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The network's state that status queries read, kept current by the network task.
@@ -130,7 +132,7 @@ impl Client {
         self.ask(|reply| Command::RequestState { peer, community, reply }).await?
     }
 
-    /// Answers an [`Event::StateRequested`](super::Event::StateRequested).
+    /// Answers a [`Request::State`](super::Request::State).
     pub async fn respond_state(&self, id: u64, state: Vec<u8>) -> Result<(), Error> {
         self.tx.send(Command::RespondState { id, state }).await.map_err(|_| Error::Shutdown)
     }
@@ -138,6 +140,11 @@ impl Client {
     /// A peer's gossipsub score (negative: it forwarded what we rejected).
     pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, Error> {
         self.ask(|reply| Command::PeerScore { peer, reply }).await
+    }
+
+    /// Gossip messages ignored and state requests refused because the node's queue was full.
+    pub fn requests_dropped(&self) -> u64 {
+        self.requests_dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Subscribes to network events (a slow subscriber misses events rather than block the network).

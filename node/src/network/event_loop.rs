@@ -42,6 +42,8 @@ const PENDING_PUBLISHES: usize = 256;
 /// A started network.
 pub struct Started {
     pub client: Client,
+    /// What peers ask of the node (gossip to validate, state requests to answer).
+    pub requests: mpsc::Receiver<super::Request>,
     /// Opens protocol streams (Bitswap) outside the swarm task.
     pub streams: libp2p_stream::Control,
     /// Streams peers opened to us on the `inbound_protocols` given to [`start`].
@@ -81,9 +83,17 @@ pub async fn start(
     }
     let streams = swarm.behaviour().stream.new_control();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (requests_tx, requests) = mpsc::channel(super::REQUEST_QUEUE);
+    let requests_dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let (status, status_rx) = watch::channel(Status::default());
-    let client = Client { tx, events: events.clone(), local, status: status_rx };
+    let client = Client {
+        tx,
+        events: events.clone(),
+        local,
+        status: status_rx,
+        requests_dropped: requests_dropped.clone(),
+    };
     let mut lp = EventLoop {
         swarm,
         rx,
@@ -98,6 +108,8 @@ pub async fn start(
         pending_requests: HashMap::new(),
         inbound_requests: HashMap::new(),
         next_inbound: 0,
+        requests_tx,
+        requests_dropped,
         bans: HashMap::new(),
     };
     // Wait until every listener reported an address, so callers can print them.
@@ -113,7 +125,7 @@ pub async fn start(
         }
     }
     let task = tokio::spawn(lp.run(cancel));
-    Ok(Started { client, streams, incoming, task })
+    Ok(Started { client, requests, streams, incoming, task })
 }
 
 type ProvidersReply = oneshot::Sender<Result<Vec<PeerId>, Error>>;
@@ -133,6 +145,9 @@ struct EventLoop {
     pending_requests: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, Error>>>,
     inbound_requests: HashMap<u64, request_response::ResponseChannel<Vec<u8>>>,
     next_inbound: u64,
+    requests_tx: mpsc::Sender<super::Request>,
+    /// Requests answered at once because the node's queue was full.
+    requests_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Banned peers and when their ban ends.
     bans: HashMap<PeerId, std::time::Instant>,
 }
@@ -183,6 +198,13 @@ impl EventLoop {
     fn publish_bans(&self) {
         let banned = self.bans.keys().copied().collect();
         self.status.send_modify(|s| s.banned = banned);
+    }
+
+    fn dropped_request(&self, what: &str) {
+        let n = self.requests_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(what, dropped = n, "the node's request queue is full: answered at once");
+        }
     }
 
     fn emit(&self, e: Event) {
@@ -402,8 +424,13 @@ impl EventLoop {
                     }
                     let id = self.next_inbound;
                     self.next_inbound += 1;
-                    self.inbound_requests.insert(id, channel);
-                    self.emit(Event::StateRequested { peer, community: request, id });
+                    match self.requests_tx.try_send(super::Request::State { peer, community: request, id }) {
+                        Ok(()) => {
+                            self.inbound_requests.insert(id, channel);
+                        }
+                        // The channel drops: the peer's request fails at once, and may be retried.
+                        Err(_) => self.dropped_request("community state request"),
+                    }
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.pending_requests.remove(&request_id) {
@@ -424,12 +451,21 @@ impl EventLoop {
     fn on_gossip_event(&mut self, ev: gossipsub::Event) {
         match ev {
             gossipsub::Event::Message { propagation_source, message_id, message } => {
-                self.emit(Event::GossipMessage {
+                let request = super::Request::Gossip {
                     topic: message.topic.into_string(),
                     data: message.data,
-                    id: message_id.0,
+                    id: message_id.0.clone(),
                     source: propagation_source,
-                });
+                };
+                if self.requests_tx.try_send(request).is_err() {
+                    // Not validated, not forwarded, and nobody blamed.
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        gossipsub::MessageAcceptance::Ignore,
+                    );
+                    self.dropped_request("gossip message");
+                }
             }
             gossipsub::Event::Subscribed { topic, .. } => {
                 let Some(queued) = self.pending_publishes.remove(&topic) else { return };

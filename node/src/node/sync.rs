@@ -247,23 +247,29 @@ impl Node {
     ) -> Result<(), Error> {
         let _ = self.events.send(Event::ImportStarted { community: id, archive_id: archive_id.clone() });
         let aid = archive_id.clone();
-        let options = importer::Options {
-            threads: importer::threads(),
-            rate: std::num::NonZeroU64::new(self.seeder.config.import_rate),
-        };
+        let rate = std::num::NonZeroU64::new(self.seeder.config.import_rate);
         let outcome = self
             .blocking(move |n| {
                 let root: Cid = entry.cid.parse().map_err(|e| archive_err(&aid, e))?;
                 let mut raw = Vec::new();
                 crate::blocks::files::cat(&n.blocks, root, &mut raw).map_err(|e| archive_err(&aid, e))?;
                 let members = members.as_ref().map(|m| &m.description);
-                let outcome =
-                    importer::import(&n.messages, &id, raw, &keys, options, members).map_err(|e| {
+                let options = importer::Options { threads: importer::threads(), rate, stop: Some(&n.cancel) };
+                let outcome = match importer::import(&n.messages, &id, raw, &keys, options, members) {
+                    Ok(o) => o,
+                    // Its blocks hash right, yet it does not decode: its builder made it so. It
+                    // must not block the rest of the history: skipped, counted as one rejected.
+                    Err(importer::Error::Format(e)) => {
+                        tracing::warn!(community = %id, archive = %aid, error = %e, "archive does not decode: skipped");
+                        importer::Imported { rejected: 1, ..Default::default() }
+                    }
+                    Err(e) => {
                         if let importer::Error::Seal(crate::seal::Error::NoKey { key_id }) = &e {
                             n.key_missing(&id, key_id);
                         }
-                        archive_err(&aid, e)
-                    })?;
+                        return Err(archive_err(&aid, e));
+                    }
+                };
                 n.archive_state.mark_downloaded(&id, &aid, true).map_err(SyncError::from)?;
                 Ok(outcome)
             })

@@ -87,6 +87,12 @@ impl Validator {
         })
     }
 
+    /// Messages waiting for a worker, and messages held for a newer description.
+    pub fn usage(&self) -> (usize, usize) {
+        let queued = self.tx.max_capacity() - self.tx.capacity();
+        (queued, self.held.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
     /// Decides again the messages held for `community` (a newer description arrived).
     pub fn release(&self, community: &CommunityId) {
         let released: Vec<Job> = {

@@ -250,6 +250,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "version": env!("CARGO_PKG_VERSION"),
             "served": ctx.node.bitswap.served(),
             "banned": ctx.node.network.banned().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "budgets": ctx.node.budgets(),
         }))
     })?;
 
