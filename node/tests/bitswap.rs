@@ -242,3 +242,31 @@ async fn dialing_a_connected_peer_returns_it() {
     let first = b.node.network.dial(addr.clone()).await.unwrap();
     assert_eq!(b.node.network.dial(addr).await.unwrap(), first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_while_a_fetch_runs_loses_nothing_of_it() {
+    let (a, b) = (start().await, start().await);
+    let data = bytes(24 * 1024 * 1024 + 3, 9);
+    let root = add(&a.node, data.clone(), Layout::default()).await;
+    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let (tx, mut progress) = watch::channel(Progress::default());
+    let fetch = {
+        let (node, addr) = (b.node.clone(), addr.clone());
+        tokio::spawn(async move { node.fetch(root, &[addr], tx).await })
+    };
+    // GC as often as the fetch moves: every block stored so far must survive each one.
+    let mut collections = 0;
+    while !fetch.is_finished() {
+        if tokio::time::timeout(std::time::Duration::from_millis(200), progress.changed()).await.is_ok_and(|r| r.is_err()) {
+            break;
+        }
+        let store = b.node.blocks.clone();
+        let report = tokio::task::spawn_blocking(move || store.gc().unwrap()).await.unwrap();
+        assert_eq!(report.removed_blocks, 0, "GC removed blocks of a fetch in progress");
+        collections += 1;
+    }
+    let stats = fetch.await.unwrap().unwrap();
+    assert!(collections > 0 && stats.blocks_fetched > 0);
+    assert_eq!(read(&b.node, root).await, data);
+    assert!(b.node.blocks.held_roots().is_empty(), "released when the fetch ended");
+}

@@ -179,3 +179,39 @@ def test_kill_9_during_a_large_download_then_restart_loses_and_duplicates_nothin
     finally:
         on_again.close()
     assert_same_history(control, again, cid, 36)
+
+
+def test_a_newer_announcement_mid_sync_bans_nobody_and_the_sync_completes(daemons):
+    import os
+    import time
+    control = daemons(extra_config="[archive]\npartition_secs = 1\n")
+    member = daemons()
+    created = create(control, "busy", encrypted=False)
+    cid = created["communityId"]
+    big = os.urandom(300 * 1024)
+    sent = []
+    for second in range(4):
+        start = time.time()
+        for i in range(6):
+            sent.append(send(control, cid, big[: 1000 * (i + 1)] + bytes([second, i]) + big))
+        while time.time() < int(start) + 1:
+            time.sleep(0.02)
+    first = archive_now(control, cid, sent[-1]["timestamp"])
+    assert first["archives"] >= 4
+    on_member = SignalListener(member.url, member.token)
+    try:
+        join(member, created["invite"], control.addr)
+        # Mid-download, the control node announces a newer index: the member's sync restarts
+        # while blocks of the first one are still on their way.
+        on_member.wait_for_signal("community.historyArchiveDownloaded", lambda e: e["communityId"] == cid)
+        late = send(control, cid, b"one more")
+        second = archive_now(control, cid, late["timestamp"])
+        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == second["indexCid"])
+        deadline = time.monotonic() + 120
+        while member.rpc.call("archive_importProgress", {"communityId": cid})["imported"] < first["archives"] + second["archives"]:
+            assert time.monotonic() < deadline, "the sync did not complete"
+            time.sleep(0.05)
+    finally:
+        on_member.close()
+    assert member.rpc.call("node_info")["banned"] == [] and control.rpc.call("node_info")["banned"] == []
+    assert_same_history(control, member, cid, len(sent) + 1)
