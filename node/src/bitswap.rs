@@ -42,6 +42,9 @@ const MAX_INBOUND_STREAMS_PER_PEER: usize = 32;
 /// A stream that delivers no message for this long is closed: an idle stream holds a permit
 /// others need (peers that want to talk again open a new one).
 const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A message whose bytes stop arriving (or leaving) for this long is given up: a peer slower
+/// than 64 KiB per 10 s is no peer to exchange blocks with.
+pub(crate) const STREAM_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// When every permit is taken, the stream idle longest, if idle at least this long, is closed
 /// for the newcomer: streams that keep permits without talking (an attack) go first.
 const EVICT_IDLE_AFTER: Duration = Duration::from_millis(500);
@@ -276,10 +279,7 @@ impl Bitswap {
             .insert(id, Slot { peer, last_message: Instant::now(), close: close.clone() });
         loop {
             let msg = tokio::select! {
-                m = tokio::time::timeout(STREAM_IDLE_TIMEOUT, codec::read(&mut stream)) => match m {
-                    Ok(m) => m,
-                    Err(_) => break, // idle: the permit goes to others
-                },
+                m = codec::read_timed(&mut stream, STREAM_IDLE_TIMEOUT, STREAM_STALL_TIMEOUT) => m,
                 _ = close.cancelled() => break,
             };
             if let Some(s) = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {

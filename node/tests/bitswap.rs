@@ -257,7 +257,10 @@ async fn gc_while_a_fetch_runs_loses_nothing_of_it() {
     // GC as often as the fetch moves: every block stored so far must survive each one.
     let mut collections = 0;
     while !fetch.is_finished() {
-        if tokio::time::timeout(std::time::Duration::from_millis(200), progress.changed()).await.is_ok_and(|r| r.is_err()) {
+        if tokio::time::timeout(std::time::Duration::from_millis(200), progress.changed())
+            .await
+            .is_ok_and(|r| r.is_err())
+        {
             break;
         }
         let store = b.node.blocks.clone();

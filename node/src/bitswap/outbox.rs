@@ -17,13 +17,18 @@ use tokio_util::sync::CancellationToken;
 use super::{codec, message::Message, PROTOCOL_1_2};
 
 /// Messages queued per peer before senders wait (backpressure on the server and the client):
-/// at most 4 x 4 MiB held for one peer.
-const OUTBOX_QUEUE: usize = 4;
-/// Bytes queued for all peers at once, in KiB: 128 MiB, so 512 peers that stop reading cannot
-/// hold more.
-const OUTBOUND_BUDGET_KIB: usize = 128 * 1024;
-/// A message not written within this long: the peer does not read; its writer is dropped.
-pub(super) const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// at most 2 x 4 MiB held for one peer.
+const OUTBOX_QUEUE: usize = 2;
+/// Bytes queued for all peers at once, in KiB: 48 MiB, so 512 peers that stop reading cannot
+/// hold more (and a node serving many members keeps a few messages in flight for each).
+const OUTBOUND_BUDGET_KIB: usize = 48 * 1024;
+/// A peer dropped for not reading gets no answers for this long (it would refill its queue at
+/// once by asking again).
+const NOT_READING_COOL_OFF: std::time::Duration = std::time::Duration::from_secs(60);
+/// Peers remembered as not reading, at most (the oldest are forgotten first).
+const MAX_NOT_READING: usize = 4096;
+/// A write that makes no progress for this long: the peer does not read; its writer is dropped.
+pub(super) const WRITE_TIMEOUT: std::time::Duration = super::STREAM_STALL_TIMEOUT;
 
 /// A queued message with the budget it holds until written.
 struct Queued {
@@ -39,6 +44,8 @@ pub(super) struct Outboxes {
     budget: Arc<Semaphore>,
     /// Writers dropped because their peer did not read within [`WRITE_TIMEOUT`].
     dropped: Arc<AtomicU64>,
+    /// Peers dropped for not reading, and since when: no answers for them during the cool-off.
+    not_reading: Arc<Mutex<HashMap<PeerId, std::time::Instant>>>,
     cancel: CancellationToken,
 }
 
@@ -49,6 +56,7 @@ impl Outboxes {
             map: Arc::default(),
             budget: Arc::new(Semaphore::new(OUTBOUND_BUDGET_KIB)),
             dropped: Arc::default(),
+            not_reading: Arc::default(),
             cancel,
         }
     }
@@ -61,9 +69,35 @@ impl Outboxes {
             }
         }
         let (tx, rx) = mpsc::channel(OUTBOX_QUEUE);
-        tokio::spawn(writer(self.control.clone(), peer, rx, self.dropped.clone(), self.cancel.clone()));
+        tokio::spawn(writer(self.clone(), peer, rx));
         map.insert(peer, tx.clone());
         tx
+    }
+
+    fn cooling_off(&self, peer: &PeerId) -> bool {
+        let mut nr = self.not_reading.lock().unwrap_or_else(|p| p.into_inner());
+        match nr.get(peer) {
+            Some(since) if since.elapsed() < NOT_READING_COOL_OFF => true,
+            Some(_) => {
+                nr.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark_not_reading(&self, peer: PeerId) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut nr = self.not_reading.lock().unwrap_or_else(|p| p.into_inner());
+        if nr.len() >= MAX_NOT_READING {
+            nr.retain(|_, since| since.elapsed() < NOT_READING_COOL_OFF);
+            if nr.len() >= MAX_NOT_READING {
+                if let Some(oldest) = nr.iter().min_by_key(|(_, s)| **s).map(|(p, _)| *p) {
+                    nr.remove(&oldest);
+                }
+            }
+        }
+        nr.insert(peer, std::time::Instant::now());
     }
 
     /// Queues `msg` for `peer`, waiting while its queue is full or the byte budget is spent.
@@ -71,6 +105,9 @@ impl Outboxes {
     pub async fn send(&self, peer: PeerId, msg: Message) -> bool {
         if msg.is_empty() {
             return true;
+        }
+        if self.cooling_off(&peer) {
+            return false;
         }
         let kib = (msg.byte_len() / 1024 + 1).min(OUTBOUND_BUDGET_KIB) as u32;
         let Ok(budget) = self.budget.clone().acquire_many_owned(kib).await else { return false };
@@ -89,13 +126,8 @@ impl Outboxes {
     }
 }
 
-async fn writer(
-    mut control: libp2p_stream::Control,
-    peer: PeerId,
-    mut rx: mpsc::Receiver<Queued>,
-    dropped: Arc<AtomicU64>,
-    cancel: CancellationToken,
-) {
+async fn writer(outboxes: Outboxes, peer: PeerId, mut rx: mpsc::Receiver<Queued>) {
+    let (mut control, cancel) = (outboxes.control.clone(), outboxes.cancel.clone());
     let mut stream: Option<libp2p::Stream> = None;
     loop {
         let queued = tokio::select! {
@@ -114,17 +146,23 @@ async fn writer(
                 }
             }
             let Some(s) = stream.as_mut() else { break };
-            match tokio::time::timeout(WRITE_TIMEOUT, codec::write(s, msg)).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, attempt, error = %e, "bitswap write failed");
-                    stream = None;
-                }
-                Err(_) => {
+            match codec::write_timed(s, msg, WRITE_TIMEOUT).await {
+                Ok(()) => break,
+                Err(codec::Error::Stalled(_)) => {
                     // The peer does not read what it asked for: stop holding memory for it.
                     tracing::info!(%peer, secs = WRITE_TIMEOUT.as_secs(), "peer does not read its bitswap answers: writer dropped");
-                    dropped.fetch_add(1, Ordering::Relaxed);
+                    outboxes.mark_not_reading(peer);
                     return;
+                }
+                Err(e) if attempt == 1 => {
+                    // Twice in a row: the peer closes what we send (or is gone).
+                    tracing::info!(%peer, error = %e, "bitswap answers keep failing: writer dropped");
+                    outboxes.mark_not_reading(peer);
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, attempt, error = %e, "bitswap write failed");
+                    stream = None;
                 }
             }
         }
