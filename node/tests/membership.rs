@@ -83,6 +83,15 @@ async fn wait_member(node: &Node, id: CommunityId, key: MemberKey, events: &mut 
     wait_for(events, |e| (matches!(e, Event::DescriptionUpdated { .. }) && active()).then_some(())).await;
 }
 
+/// Invites `member`'s key, joins it through the control node, and waits until it sees itself
+/// admitted.
+async fn invite_and_join(control: &Node, member: &TestNode, id: CommunityId, events: &mut Receiver<Event>) {
+    let invite = control.invite_member(id, Some(member.key())).await.unwrap();
+    member.node.join_community(invite).await.unwrap();
+    connect(&member.node, control).await;
+    wait_member(&member.node, id, member.key(), events).await;
+}
+
 async fn wait_stored(events: &mut Receiver<Event>, hash: [u8; 32]) {
     wait_for(events, |e| {
         matches!(e, Event::MessageStored { hash: h, received: true, .. } if *h == hash).then_some(())
@@ -268,13 +277,7 @@ async fn members_reject_at_import_what_a_lying_control_node_put_in_an_archive() 
     let (control, alice) = (start().await, start().await);
     let id = create(&control.node, Access::InvitationOnly, false).await;
     let mut events = alice.node.subscribe();
-    alice
-        .node
-        .join_community(control.node.invite_member(id, Some(alice.key())).await.unwrap())
-        .await
-        .unwrap();
-    connect(&alice.node, &control.node).await;
-    wait_member(&alice.node, id, alice.key(), &mut events).await;
+    invite_and_join(&control.node, &alice, id, &mut events).await;
     // A real message of the control node's own key, one "by" a key that is no member, and one
     // whose text was changed after its member signed it.
     let control_author = control.author();
@@ -298,13 +301,7 @@ async fn a_member_that_leaves_is_removed_and_an_unbanned_key_must_be_admitted_ag
     let id = create(&control.node, Access::InvitationOnly, false).await;
     let mut control_events = control.node.subscribe();
     let mut alice_events = alice.node.subscribe();
-    alice
-        .node
-        .join_community(control.node.invite_member(id, Some(alice.key())).await.unwrap())
-        .await
-        .unwrap();
-    connect(&alice.node, &control.node).await;
-    wait_member(&alice.node, id, alice.key(), &mut alice_events).await;
+    invite_and_join(&control.node, &alice, id, &mut alice_events).await;
 
     assert!(alice.node.leave_community(id).await.unwrap());
     wait_for(&mut control_events, |e| {

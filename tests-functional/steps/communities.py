@@ -59,3 +59,18 @@ def assert_same_history(control, member, cid: str, messages: int) -> None:
     progress = member.rpc.call("archive_importProgress", {"communityId": cid})
     in_index = len(control.rpc.call("archive_index", {"communityId": cid})["archives"])
     assert progress["downloaded"] == progress["imported"] == in_index
+
+
+def send_over_seconds(control, cid: str, seconds: int, per_second: int, size: int) -> list[dict]:
+    """Sends `per_second` distinct messages of about `size` bytes in each of `seconds` wall-clock
+    seconds (with one-second archive windows: one archive, or more, per second)."""
+    import os
+    big = os.urandom(size)
+    sent = []
+    for second in range(seconds):
+        start = time.time()
+        for i in range(per_second):
+            sent.append(send(control, cid, big[: 1000 * (i + 1)] + bytes([second, i]) + big))
+        while time.time() < int(start) + 1:
+            time.sleep(0.02)
+    return sent

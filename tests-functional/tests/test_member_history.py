@@ -3,7 +3,7 @@
 import base64
 
 from clients.signals import SignalListener
-from steps.communities import archive_now, assert_same_history, create, join, send
+from steps.communities import archive_now, assert_same_history, create, join, send, send_over_seconds
 
 FINISHED = "community.downloadingHistoryArchivesFinished"
 
@@ -151,14 +151,7 @@ def test_kill_9_during_a_large_download_then_restart_loses_and_duplicates_nothin
     member = daemons()
     created = create(control, "big", encrypted=True)
     cid = created["communityId"]
-    big = os.urandom(400 * 1024)
-    sent = []
-    for second in range(6):
-        start = time.time()
-        for i in range(6):
-            sent.append(send(control, cid, big[: 1000 * (i + 1)] + bytes([second, i]) + big))
-        while time.time() < int(start) + 1:
-            time.sleep(0.02)
+    sent = send_over_seconds(control, cid, seconds=6, per_second=6, size=400 * 1024)
     r = archive_now(control, cid, sent[-1]["timestamp"])
     assert r["archives"] >= 5
 
@@ -188,14 +181,7 @@ def test_a_newer_announcement_mid_sync_bans_nobody_and_the_sync_completes(daemon
     member = daemons()
     created = create(control, "busy", encrypted=False)
     cid = created["communityId"]
-    big = os.urandom(300 * 1024)
-    sent = []
-    for second in range(4):
-        start = time.time()
-        for i in range(6):
-            sent.append(send(control, cid, big[: 1000 * (i + 1)] + bytes([second, i]) + big))
-        while time.time() < int(start) + 1:
-            time.sleep(0.02)
+    sent = send_over_seconds(control, cid, seconds=4, per_second=6, size=300 * 1024)
     first = archive_now(control, cid, sent[-1]["timestamp"])
     assert first["archives"] >= 4
     on_member = SignalListener(member.url, member.token)

@@ -140,18 +140,8 @@ pub struct Archive {
 impl Archive {
     /// Decodes `WakuMessageArchive` bytes; checks message shapes, not hashes or signatures.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let a = pb::WakuMessageArchive::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        if a.messages.len() > MAX_ARCHIVE_MESSAGES {
-            return Err(Error::TooManyMessages);
-        }
-        let metadata = Metadata::from_pb(a.metadata)?;
-        let messages = a
-            .messages
-            .into_iter()
-            .enumerate()
-            .map(|(index, m)| Message::try_from(m).map_err(|source| Error::Message { index, source }))
-            .collect::<Result<_, _>>()?;
-        Ok(Archive { metadata, messages })
+        let (metadata, messages) = Self::decode_each(bytes)?;
+        Ok(Archive { metadata, messages: messages.into_iter().collect::<Result<_, _>>()? })
     }
 
     /// Decodes `WakuMessageArchive` bytes, each message on its own: a malformed message is an
