@@ -11,6 +11,7 @@ mod command;
 mod config;
 mod event_loop;
 pub mod inbound;
+mod kad_store;
 pub mod keys;
 pub mod state_codec;
 

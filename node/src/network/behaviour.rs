@@ -21,7 +21,7 @@ pub(super) struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: kad::Behaviour<super::kad_store::SplitStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub state: request_response::Behaviour<super::state_codec::Codec>,
     pub stream: libp2p_stream::Behaviour,
@@ -56,7 +56,7 @@ impl Behaviour {
             .map_err(|e| Error::Setup(format!("kad protocol {:?}: {e}", config.kad_protocol)))?;
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(DHT_QUERY_TIMEOUT);
-        let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
+        let mut kad = kad::Behaviour::with_config(peer, super::kad_store::SplitStore::new(peer), kad_config);
         // Loopback and private networks never confirm an external address: serve anyway.
         kad.set_mode(Some(kad::Mode::Server));
         let limits = connection_limits::ConnectionLimits::default()
