@@ -62,6 +62,7 @@ async fn prepare_control() -> (DataDir, CommunityId, Prepared) {
         joined_at: 0,
         archives_enabled: false, // the bench drives the one round itself
         archive_interval_secs: 3600,
+        granted_at_clock: None,
     };
     node.adopt_community(record).await.expect("adopt");
     eprintln!("building the control node's archives (once; cached in {})", dir.display());

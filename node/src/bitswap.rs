@@ -43,7 +43,7 @@ const MAX_INBOUND_STREAMS_PER_PEER: usize = 32;
 /// others need (peers that want to talk again open a new one).
 const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A message whose bytes stop arriving (or leaving) for this long is given up: a peer slower
-/// than 64 KiB per 10 s is no peer to exchange blocks with.
+/// than 256 KiB per 10 s is no peer to exchange blocks with.
 pub(crate) const STREAM_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// When every permit is taken, the stream idle longest, if idle at least this long, is closed
 /// for the newcomer: streams that keep permits without talking (an attack) go first.

@@ -44,6 +44,10 @@ pub struct Record {
     pub joined_at: u64,
     pub archives_enabled: bool,
     pub archive_interval_secs: u64,
+    /// The description clock of the grant this node joined with (invitation-only): a
+    /// description at least this new lists this node's key as a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at_clock: Option<u64>,
 }
 
 /// A community id in its `0x` hex form (serde-friendly).
@@ -153,13 +157,15 @@ impl Communities {
             joined_at: now,
             archives_enabled: true,
             archive_interval_secs: DEFAULT_ARCHIVE_INTERVAL_SECS,
+            granted_at_clock: None,
         };
         self.put(&record)?;
         Ok(record)
     }
 
-    /// Joins a community from an invite (idempotent; a new archive key is added to the ring).
-    pub fn join(&self, invite: &Invite, now: u64) -> Result<Record, Error> {
+    /// Joins a community from an invite (idempotent; a new archive key is added to the ring);
+    /// `granted_at_clock`: the clock of the invite's checked grant, if it has one.
+    pub fn join(&self, invite: &Invite, now: u64, granted_at_clock: Option<u64>) -> Result<Record, Error> {
         let id: CommunityId = invite.id.parse().map_err(|e: crypto::Error| Error::Invite(e.to_string()))?;
         let mut record = match self.get(&id)? {
             Some(r) => r,
@@ -171,12 +177,16 @@ impl Communities {
                 joined_at: now,
                 archives_enabled: true,
                 archive_interval_secs: DEFAULT_ARCHIVE_INTERVAL_SECS,
+                granted_at_clock: None,
             },
         };
         if let Some(k) = &invite.key {
             if !record.archive_keys.contains(k) {
                 record.archive_keys.push(k.clone());
             }
+        }
+        if granted_at_clock.is_some() {
+            record.granted_at_clock = granted_at_clock;
         }
         self.put(&record)?;
         Ok(record)
@@ -243,7 +253,7 @@ mod tests {
         assert!(invite.starts_with(INVITE_PREFIX));
 
         let member = Communities::open(&Db::memory()).unwrap();
-        let joined = member.join(&Invite::decode(&invite).unwrap(), 2).unwrap();
+        let joined = member.join(&Invite::decode(&invite).unwrap(), 2, None).unwrap();
         assert_eq!(joined.id, c.id);
         assert_eq!(joined.archive_keys, c.archive_keys);
         assert!(joined.control_key().unwrap().is_none(), "a member never holds the control key");

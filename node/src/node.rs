@@ -400,8 +400,8 @@ impl Node {
     /// Joins a community from an invite (one with a grant must name this node's key), and asks
     /// the connected peers for its latest description and announcement.
     pub async fn join_community(&self, invite: Invite) -> Result<Record, Error> {
-        self.check_grant(&invite)?;
-        let r = self.blocking(move |n| Ok(n.communities.join(&invite, now_secs())?)).await?;
+        let granted = self.check_grant(&invite)?;
+        let r = self.blocking(move |n| Ok(n.communities.join(&invite, now_secs(), granted)?)).await?;
         let id = r.community_id()?;
         self.set_subscribed(&id, true).await?;
         for p in self.network.peers().await? {
@@ -418,13 +418,16 @@ impl Node {
         if let Err(e) = self.announce_leave(id).await {
             tracing::warn!(community = %id, error = %e, "cannot tell the community this node leaves");
         }
+        self.set_subscribed(&id, false).await?;
+        // Leave first, then forget: a description taken meanwhile forgets itself (see
+        // take_description).
         let was = self
             .blocking(move |n| {
+                let was = n.communities.leave(&id)?;
                 n.membership.forget(&id).map_err(MembershipError::from)?;
-                Ok(n.communities.leave(&id)?)
+                Ok(was)
             })
             .await?;
-        self.set_subscribed(&id, false).await?;
         Ok(was)
     }
 
@@ -475,8 +478,10 @@ impl Node {
         topic: Topic,
         payload: Vec<u8>,
     ) -> Result<Message, Error> {
-        // Just joined: the description comes from the first peer within moments.
-        self.wait_description(id, SEND_WAITS_FOR_DESCRIPTION).await;
+        // Just joined: the description comes from the first peer within moments (a stale one
+        // may come first: with a grant, wait for one as new as the grant).
+        let granted = self.communities.get(&id).ok().flatten().and_then(|r| r.granted_at_clock).unwrap_or(0);
+        self.wait_description_since(id, granted, SEND_WAITS_FOR_DESCRIPTION).await;
         let (m, wire) = self
             .blocking(move |n| {
                 let record =

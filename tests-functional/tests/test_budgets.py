@@ -16,9 +16,10 @@ from clients.node_proc import JsonEventsProc
 
 # The target is 100 ms (p99 of the seeder's node_info during each attack). The debug build on
 # 2 cores, attackers and daemons on the same cores, measured 17-92 ms with one core kept busy
-# (see the test output): the gate keeps twice the target, so that CI noise does not make it red,
-# and the runs' figures are reported against 100 ms.
-RESPONSIVE_P99_MS = 200
+# (see the test output), and test_load's similar setup up to 135 ms on a noisy day: the gate
+# catches a blocked node (seconds) without failing a healthy one, and the runs' figures are
+# reported against 100 ms.
+RESPONSIVE_P99_MS = 300
 RSS_LIMIT_MIB = 200
 
 

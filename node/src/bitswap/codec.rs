@@ -27,7 +27,7 @@ pub enum Error {
 }
 
 /// Bytes moved per timed step: a peer must move at least this much per stall timeout.
-const STEP: usize = 64 * 1024;
+const STEP: usize = 256 * 1024;
 
 /// Reads the next message; `None` when the stream ended cleanly.
 pub async fn read(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<Message>, Error> {

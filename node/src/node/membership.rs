@@ -96,11 +96,23 @@ impl Node {
         id: CommunityId,
         timeout: std::time::Duration,
     ) -> Option<Arc<Signed>> {
+        self.wait_description_since(id, 0, timeout).await
+    }
+
+    /// Waits until a description of the community at least as new as `clock` is held.
+    pub async fn wait_description_since(
+        &self,
+        id: CommunityId,
+        clock: u64,
+        timeout: std::time::Duration,
+    ) -> Option<Arc<Signed>> {
         let mut events = self.subscribe();
         tokio::time::timeout(timeout, async {
             loop {
                 if let Ok(Some(d)) = self.description(&id) {
-                    return Some(d);
+                    if d.description.clock >= clock {
+                        return Some(d);
+                    }
                 }
                 match events.recv().await {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
@@ -130,6 +142,12 @@ impl Node {
         let clock = signed.description.clock;
         let new = signed.description.clone();
         if !self.membership.accept(id, signed).map_err(MembershipError::from)? {
+            return Ok(false);
+        }
+        // Left meanwhile (leave_community leaves, then forgets): whichever of the two runs last
+        // forgets, so a left community never keeps a description.
+        if self.communities.get(id)?.is_none() {
+            self.membership.forget(id).map_err(MembershipError::from)?;
             return Ok(false);
         }
         let mut state_clock = self.archive_state.clock(id).map_err(|e| Error::Join(e.to_string()))?;
@@ -304,9 +322,10 @@ impl Node {
         Ok(invite)
     }
 
-    /// Checks that an invite with a grant is for this node's key (before joining).
-    pub(super) fn check_grant(&self, invite: &Invite) -> Result<(), Error> {
-        let Some(grant) = &invite.grant else { return Ok(()) };
+    /// Checks that an invite with a grant is for this node's key (before joining); returns the
+    /// grant's clock.
+    pub(super) fn check_grant(&self, invite: &Invite) -> Result<Option<u64>, Error> {
+        let Some(grant) = &invite.grant else { return Ok(None) };
         let id: CommunityId =
             invite.id.parse().map_err(|e: crate::crypto::Error| communities::Error::Invite(e.to_string()))?;
         let raw =
@@ -319,7 +338,7 @@ impl Node {
             }
             .into());
         }
-        Ok(())
+        Ok(Some(g.clock))
     }
 
     /// Asks to join an on-request community: joins it locally (to hear its description) and
