@@ -3,8 +3,10 @@
     bench_swarm.py swarm   1 control node and 20 members fetch a 64 MiB history at once: total
                            time, and bytes the control node uploaded / history size (target <= 4:
                            members serve each other; a client-server design pays 20).
-    bench_swarm.py memory  peak RSS of a member fetching and importing a 1 GiB history (target
-                           <= 200 MiB), and of an idle daemon.
+    bench_swarm.py memory  peak RSS of a member fetching and importing a 1 GiB history, the control
+                           node's RSS after archiving it, the same member's peak after a restart
+                           and a walk of every message (targets <= 128 MiB each), an idle daemon's
+                           RSS, and the disk each data dir uses (target <= 1.5x the history).
 
 Run by `scripts/bench.sh swarm|memory` inside a private network namespace. Prints one RESULT line.
 """
@@ -95,6 +97,23 @@ def swarm() -> dict:
     }
 
 
+def disk_mib(path) -> float:
+    """Bytes of every file under `path` (what the data dir holds, not blocks allocated)."""
+    return sum(f.stat().st_size for f in bd.pathlib.Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+def walk_messages(node, cid: str) -> int:
+    """Reads every stored message through `messages_query`, a page of 8 at a time."""
+    n, cursor = 0, None
+    while True:
+        params = {"communityId": cid, "limit": 8, **({"cursor": cursor} if cursor else {})}
+        page = node.rpc.call("messages_query", params, timeout=120)
+        n += len(page["messages"])
+        cursor = page.get("cursor")
+        if not cursor:
+            return n
+
+
 def memory() -> dict:
     mib = int(os.environ.get("BENCH_MEMORY_MIB", "1024"))
     with tempfile.TemporaryDirectory(dir=bd.ROOT / "target") as tmp:
@@ -106,17 +125,29 @@ def memory() -> dict:
             idle = bd.rss_mib(member)
             cid, invite = bd.create_community(control, "memory-bench")
             archives, size = seed_history(control, cid, mib)
+            control_rss = bd.rss_mib(control)
             member.rpc.call("node_connect", {"multiaddr": control.addr})
             listener = bd.SignalListener(member.url, member.token)
             seconds = catch_up([member], [listener], invite)
             peak = bd.peak_rss_mib(member)
             p = member.rpc.call("archive_importProgress", {"communityId": cid})
             assert p["imported"] == archives, p
+            control_disk, member_disk = disk_mib(control.data_dir), disk_mib(member.data_dir)
+            listener.close()
+            listener = None
+            # Restarted, the member reads its whole history back.
+            member.stop()
+            member = bd.Daemon(bd.BIN, member.data_dir, extra=("--config", str(work / "d.toml")))
+            walked = walk_messages(member, cid)
+            walk_peak = bd.peak_rss_mib(member)
         finally:
             if listener:
                 listener.close()
             bd.stop([control, member])
-    print(f"memory: {size / 2**20:.0f} MiB history caught up in {seconds:.1f} s, member peak RSS {peak:.0f} MiB, idle {idle:.0f} MiB", file=sys.stderr)
+    print(f"memory: {size / 2**20:.0f} MiB history caught up in {seconds:.1f} s, member peak RSS {peak:.0f} MiB, "
+          f"idle {idle:.0f} MiB, control RSS after archiving {control_rss:.0f} MiB, disk control/member "
+          f"{control_disk:.0f}/{member_disk:.0f} MiB, {walked} messages walked after a restart at peak "
+          f"{walk_peak:.0f} MiB", file=sys.stderr)
     return {
         "bench": "memory",
         "history_bytes": size,
@@ -124,7 +155,13 @@ def memory() -> dict:
         "seconds": seconds,
         "member_peak_rss_mib": peak,
         "idle_rss_mib": idle,
-        "target_peak_rss_mib": 200,
+        "control_rss_after_archiving_mib": control_rss,
+        "control_disk_mib": control_disk,
+        "member_disk_mib": member_disk,
+        "walked_messages": walked,
+        "walk_after_restart_peak_rss_mib": walk_peak,
+        "target_rss_mib": 128,
+        "target_disk_ratio": 1.5,
     }
 
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 /// Environment variable that sets the default data directory.
 pub const ENV: &str = "ARCHIVE_NODE_DATA_DIR";
 
-/// A node's data directory: `db/` (sled), `blocks/` (pack files) and, later, keys and the RPC token.
+/// A node's data directory: `db/` (sled, and in `db/messages/` the pack files of large messages),
+/// `blocks/` (pack files of blocks), keys and the RPC token.
 #[derive(Clone, Debug)]
 pub struct DataDir {
     root: PathBuf,

@@ -9,8 +9,12 @@ use std::ops::{Bound, Deref};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-/// Version of the on-disk layout; a database written by another version is refused on open.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the on-disk layout this build writes. A database of another version is refused
+/// on open, but for [`OLDEST_MIGRATED`] and later, which the stores migrate when they open
+/// (version 2: large messages moved out of sled, see `message_store`).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest version this build migrates.
+pub const OLDEST_MIGRATED: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How long [`Db::open`] waits for a lock held by a process that is shutting down.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -20,7 +24,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 pub enum Error {
     #[error("database at {path} is in use by another process (is a daemon running on this data dir?)")]
     Locked { path: String },
-    #[error("database schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
+    #[error("database schema version {found} is not supported (this build reads versions {OLDEST_MIGRATED} to {SCHEMA_VERSION})")]
     Schema { found: u32 },
     #[error("database error: {0}")]
     Backend(String),
@@ -93,6 +97,8 @@ type MemMap = Arc<RwLock<BTreeMap<Vec<u8>, sled::IVec>>>;
 #[derive(Clone)]
 pub struct Db {
     inner: DbInner,
+    /// The database directory (None: in memory).
+    path: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -130,14 +136,14 @@ impl Db {
                 }
                 other => Error::Open { path: path.display().to_string(), reason: other.to_string() },
             })?;
-        let db = Db { inner: DbInner::Sled(db) };
+        let db = Db { inner: DbInner::Sled(db), path: Some(path.to_path_buf()) };
         db.check_schema()?;
         Ok(db)
     }
 
     /// A fresh in-memory database (tests, `--only-hash` style commands).
     pub fn memory() -> Self {
-        Db { inner: DbInner::Memory(Arc::default()) }
+        Db { inner: DbInner::Memory(Arc::default()), path: None }
     }
 
     fn check_schema(&self) -> Result<(), Error> {
@@ -148,15 +154,35 @@ impl Db {
                 self.flush()?;
                 Ok(())
             }
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(&v[..]).map(u32::from_be_bytes).unwrap_or(u32::MAX);
-                if found == SCHEMA_VERSION {
+            Some(_) => {
+                let found = self.schema_version()?;
+                if (OLDEST_MIGRATED..=SCHEMA_VERSION).contains(&found) {
                     Ok(())
                 } else {
                     Err(Error::Schema { found })
                 }
             }
         }
+    }
+
+    /// The layout version the database is at (older than [`SCHEMA_VERSION`] until migrated).
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        let v = self.tree(TreeName::Meta)?.get(SCHEMA_KEY)?;
+        Ok(v.and_then(|v| <[u8; 4]>::try_from(&v[..]).ok()).map_or(u32::MAX, u32::from_be_bytes))
+    }
+
+    /// Records that the database is at `version` (after a migration), durably. Blocking.
+    pub fn set_schema_version(&self, version: u32) -> Result<(), Error> {
+        self.flush()?;
+        self.tree(TreeName::Meta)?.insert(SCHEMA_KEY, &version.to_be_bytes())?;
+        self.flush()
+    }
+
+    /// A directory for bytes kept out of sled, inside the database's own (`<db>/<name>`), so
+    /// that a database and its large values are always copied, moved and removed together
+    /// (sled itself only touches `conf`, `db`, `snap.*` and `blobs/` there). None in memory.
+    pub fn side_dir(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.path.as_ref().map(|p| p.join(name))
     }
 
     /// Opens a named tree.

@@ -8,6 +8,7 @@
 //! - [`membership`]: community descriptions, who may write at a time, join requests (pure, but
 //!   for its store);
 //! - [`db`]: the embedded key-value database (the only module that imports sled);
+//! - [`packs`]: append-only pack files for the bytes too large for the database;
 //! - [`message_store`]: verified messages ordered by community and time;
 //! - [`communities`]: the communities a node takes part in, their keys and invites;
 //! - [`blocks`]: content addressing;
@@ -41,6 +42,7 @@ pub mod message;
 pub mod message_store;
 pub mod network;
 pub mod node;
+pub mod packs;
 pub mod rpc;
 pub mod seal;
 pub mod signals;

@@ -8,12 +8,28 @@
 //! are told apart by their ninth byte: a protobuf field tag there, a key prefix (2 or 3) in a
 //! row with its author; their author is recovered from the signature when asked for.
 //!
+//! An encoding longer than [`INLINE_MAX`] does not stay in sled: it is appended to the pack
+//! files in `<data>/db/messages/` (key: the message hash; synced before the row is written) and the
+//! row's value is `header | 0x00 | location (16)`. A protobuf field tag is never 0, so the byte
+//! after the header tells a packed row from an inline one. The reason is sled 0.34: it writes a
+//! value over about a quarter of its segment as a blob file and charges it a few bytes in its
+//! page cache, so large values were never evicted and the node's memory grew with its history
+//! (1365 MiB peak catching up a 1 GiB history). Small rows keep sled's pages small and its cache
+//! bound honest. An in-memory database keeps every encoding inline.
+//!
+//! Schema 1 databases kept every encoding inline: [`MessageStore::open`] moves the large ones
+//! into the pack files in batches (each synced before its rows change) and records schema 2
+//! last, so a crash at any point leaves every row readable and the next open goes on.
+//!
 //! Tree [`TreeName::MessageBytes`] counts each community's stored bytes, for its quota.
 
 use crate::community::{CommunityId, MemberKey};
 use crate::crypto::PUBLIC_KEY_LEN;
+use std::sync::Arc;
+
 use crate::db::{self, Batch, Db, Tree, TreeName, Value};
 use crate::message::{self, Message, Topic, VerifiedMessage};
+use crate::packs::{self, Location, Packs, LOCATION_LEN};
 
 const KEY_LEN: usize = PUBLIC_KEY_LEN + 8 + 32;
 /// Header of a row written before authors were stored.
@@ -21,6 +37,21 @@ const OLD_HEADER_LEN: usize = 4 + 4;
 const HEADER_LEN: usize = OLD_HEADER_LEN + PUBLIC_KEY_LEN;
 /// Largest page a query returns, whatever limit the caller asks for.
 pub const MAX_QUERY_LIMIT: usize = 10_000;
+/// A page stops after the message that takes it past this many encoded bytes (a page of
+/// 10,000 large messages would be gigabytes in memory, then again as JSON).
+pub const MAX_QUERY_BYTES: usize = 16 * 1024 * 1024;
+/// Longest encoding kept in a sled row; longer ones go to the pack files. Most chat messages
+/// are shorter and stay in one lookup; 1 KiB rows keep sled's pages far from its blob size.
+pub const INLINE_MAX: usize = 1024;
+/// Marks a packed row: the byte after the header.
+const PACKED: u8 = 0;
+/// Size at which a message pack file is closed.
+const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+/// A migration moves this many encodings (or [`MIGRATE_BATCH_BYTES`]) per synced batch.
+const MIGRATE_BATCH: usize = 256;
+const MIGRATE_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Where the pack files live, inside the database directory.
+pub const PACKS_DIR: &str = "messages";
 
 /// Errors of the message store.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +66,8 @@ pub enum Error {
     Message(#[from] message::Error),
     #[error("community {community} is over its message store quota ({used} of {quota} bytes)")]
     Quota { community: String, used: u64, quota: u64 },
+    #[error(transparent)]
+    Packs(#[from] packs::Error),
 }
 
 /// A stored message as the archive builder reads it: header fields plus the encoded bytes.
@@ -48,12 +81,17 @@ pub struct StoredMessage {
     /// The author, when the row stores it.
     author: Option<MemberKey>,
     value: Value,
+    /// The encoding, read from the pack files for a packed row.
+    packed: Option<Vec<u8>>,
 }
 
 impl StoredMessage {
     /// The protobuf `WakuMessage` bytes, exactly as they go into an archive.
     pub fn encoded(&self) -> &[u8] {
-        &self.value[if self.author.is_some() { HEADER_LEN } else { OLD_HEADER_LEN }..]
+        match &self.packed {
+            Some(bytes) => bytes,
+            None => &self.value[if self.author.is_some() { HEADER_LEN } else { OLD_HEADER_LEN }..],
+        }
     }
 
     /// The author (recovered from the signature for rows written before authors were stored).
@@ -91,7 +129,8 @@ pub struct Query {
     pub from: Option<u64>,
     /// Exclusive upper bound, unix seconds.
     pub to: Option<u64>,
-    /// Page size (capped at [`MAX_QUERY_LIMIT`]; 0 or None: the cap).
+    /// Page size (capped at [`MAX_QUERY_LIMIT`] messages and about [`MAX_QUERY_BYTES`]; 0 or
+    /// None: the cap).
     pub limit: Option<usize>,
     /// Continue after this cursor (from a previous page).
     pub cursor: Option<String>,
@@ -115,7 +154,21 @@ pub struct MessageStore {
     /// Most bytes a community may store (None: no limit).
     quota: Option<u64>,
     /// Serialises the read-modify-write of the byte counters.
-    counting: std::sync::Arc<std::sync::Mutex<()>>,
+    counting: Arc<std::sync::Mutex<()>>,
+    /// Large encodings (None: an in-memory database, everything inline).
+    packs: Option<Arc<Packs>>,
+}
+
+/// What a migration to schema 2 did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// Encodings moved into the pack files.
+    pub moved: u64,
+    /// Rows left as they were: unreadable ones, and old rows whose author cannot be recovered
+    /// (still readable inline).
+    pub skipped: u64,
+    /// True when every row was visited and the schema recorded.
+    pub finished: bool,
 }
 
 fn key(community: &CommunityId, timestamp: u64, hash: &[u8; 32]) -> [u8; KEY_LEN] {
@@ -139,7 +192,23 @@ fn key_timestamp(k: &[u8]) -> Result<u64, Error> {
     Ok(u64::from_be_bytes(k[PUBLIC_KEY_LEN..PUBLIC_KEY_LEN + 8].try_into().expect("8 bytes")))
 }
 
-fn parse_row(k: &[u8], v: Value) -> Result<StoredMessage, Error> {
+/// A row's value: `header | encoding`, or `header | PACKED | location`.
+fn row_value(topic: &Topic, weight: u32, author: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER_LEN + body.len());
+    v.extend_from_slice(&topic.0);
+    v.extend_from_slice(&weight.to_be_bytes());
+    v.extend_from_slice(author);
+    v.extend_from_slice(body);
+    v
+}
+
+fn packed_body(loc: Location) -> [u8; 1 + LOCATION_LEN] {
+    let mut b = [PACKED; 1 + LOCATION_LEN];
+    b[1..].copy_from_slice(&loc.encode());
+    b
+}
+
+fn parse_row(packs: Option<&Packs>, k: &[u8], v: Value) -> Result<StoredMessage, Error> {
     let ts = key_timestamp(k)?;
     if v.len() < OLD_HEADER_LEN {
         return Err(Error::Corrupt(format!("value of {} bytes", v.len())));
@@ -154,19 +223,99 @@ fn parse_row(k: &[u8], v: Value) -> Result<StoredMessage, Error> {
         }
         _ => None,
     };
-    Ok(StoredMessage { timestamp: ts, hash, topic, weight, author, value: v })
+    let packed = match (author, v.get(HEADER_LEN)) {
+        (Some(_), Some(&PACKED)) => {
+            let loc = Location::decode(&v[HEADER_LEN + 1..])
+                .ok_or_else(|| Error::Corrupt(format!("packed row of {} bytes", v.len())))?;
+            let packs = packs.ok_or_else(|| Error::Corrupt("a packed row, and no pack files".into()))?;
+            Some(packs.read(loc)?)
+        }
+        _ => None,
+    };
+    Ok(StoredMessage { timestamp: ts, hash, topic, weight, author, value: v, packed })
 }
 
 impl MessageStore {
-    /// Opens the store in `db`.
+    /// Opens the store in `db`, its pack files in it, and migrates a schema 1 database.
     pub fn open(db: &Db) -> Result<Self, Error> {
+        let store = Self::open_unmigrated(db)?;
+        if db.schema_version()? < db::SCHEMA_VERSION {
+            let m = store.migrate(None)?;
+            tracing::info!(moved = m.moved, skipped = m.skipped, "message store migrated to schema 2");
+        }
+        Ok(store)
+    }
+
+    fn open_unmigrated(db: &Db) -> Result<Self, Error> {
+        let packs = match db.side_dir(PACKS_DIR) {
+            Some(dir) => Some(Arc::new(Packs::open(dir, SEGMENT_BYTES)?)),
+            None => None,
+        };
         Ok(Self {
             db: db.clone(),
             tree: db.tree(TreeName::Messages)?,
             bytes: db.tree(TreeName::MessageBytes)?,
             quota: None,
             counting: Default::default(),
+            packs,
         })
+    }
+
+    /// Moves inline encodings over [`INLINE_MAX`] into the pack files, a synced batch at a time,
+    /// then records schema 2. `stop_after` batches (tests) stops early, as a crash would.
+    fn migrate(&self, stop_after: Option<usize>) -> Result<Migration, Error> {
+        let mut out = Migration::default();
+        let Some(packs) = &self.packs else {
+            self.db.set_schema_version(db::SCHEMA_VERSION)?;
+            return Ok(Migration { finished: true, ..out });
+        };
+        let mut pending: Vec<(Vec<u8>, StoredMessage, MemberKey)> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut batches = 0usize;
+        let mut rows = self.tree.range(&[], None);
+        loop {
+            let row = rows.next().transpose()?;
+            if let Some((k, v)) = row.as_ref() {
+                match parse_row(Some(packs), k, v.clone()) {
+                    Ok(sm) if sm.packed.is_none() && sm.encoded().len() > INLINE_MAX => match sm.author() {
+                        Ok(author) => {
+                            pending_bytes += sm.encoded().len();
+                            pending.push((k.to_vec(), sm, author));
+                        }
+                        Err(_) => out.skipped += 1,
+                    },
+                    Ok(_) => {}
+                    Err(_) => out.skipped += 1,
+                }
+            }
+            let full = pending.len() >= MIGRATE_BATCH || pending_bytes >= MIGRATE_BATCH_BYTES;
+            if !pending.is_empty() && (full || row.is_none()) {
+                if stop_after == Some(batches) {
+                    return Ok(out);
+                }
+                let records: Vec<(&[u8], &[u8])> =
+                    pending.iter().map(|(_, sm, _)| (&sm.hash[..], sm.encoded())).collect();
+                let locs = packs.append(&records)?;
+                let mut batch = Batch::default();
+                for ((k, sm, author), loc) in pending.iter().zip(locs) {
+                    batch.insert(
+                        k.clone(),
+                        row_value(&sm.topic, sm.weight, author.as_bytes(), &packed_body(loc)),
+                    );
+                }
+                self.tree.apply(batch)?;
+                out.moved += pending.len() as u64;
+                batches += 1;
+                pending.clear();
+                pending_bytes = 0;
+            }
+            if row.is_none() {
+                break;
+            }
+        }
+        self.db.set_schema_version(db::SCHEMA_VERSION)?;
+        out.finished = true;
+        Ok(out)
     }
 
     /// The same store with a per-community quota of `bytes` (None: no limit).
@@ -187,8 +336,14 @@ impl MessageStore {
     /// Inserts verified messages of one community in one atomic batch, skipping those already
     /// stored (and repeats inside the batch). Refuses the whole batch when it would take the
     /// community over its quota.
+    ///
+    /// Encodings over [`INLINE_MAX`] are appended to the pack files with one sync for the batch
+    /// before the rows are written (a crash leaves unreferenced pack bytes, never a dangling row).
+    /// The quota counts every message at its full size, wherever it is kept.
     pub fn insert(&self, community: &CommunityId, msgs: &[VerifiedMessage]) -> Result<InsertOutcome, Error> {
         let mut batch = Batch::default();
+        // (key, header fields, encoding) of the messages whose encodings go to the packs.
+        let mut large: Vec<([u8; KEY_LEN], &VerifiedMessage, Vec<u8>)> = Vec::new();
         let mut seen = std::collections::HashSet::with_capacity(msgs.len());
         let mut out = InsertOutcome::default();
         let mut added = 0u64;
@@ -200,16 +355,15 @@ impl MessageStore {
                 continue;
             }
             let enc = m.encode();
-            let mut v = Vec::with_capacity(HEADER_LEN + enc.len());
-            v.extend_from_slice(&m.topic.0);
-            v.extend_from_slice(&(m.weight() as u32).to_be_bytes());
-            v.extend_from_slice(vm.author());
-            v.extend_from_slice(&enc);
-            added += (KEY_LEN + v.len()) as u64;
-            batch.insert(k.to_vec(), v);
+            added += (KEY_LEN + HEADER_LEN + enc.len()) as u64;
             out.inserted += 1;
+            if enc.len() > INLINE_MAX && self.packs.is_some() {
+                large.push((k, vm, enc));
+            } else {
+                batch.insert(k.to_vec(), row_value(&m.topic, m.weight() as u32, vm.author(), &enc));
+            }
         }
-        if batch.is_empty() {
+        if out.inserted == 0 {
             return Ok(out);
         }
         let _counting = self.counting.lock().unwrap_or_else(|p| p.into_inner());
@@ -217,6 +371,17 @@ impl MessageStore {
         if let Some(quota) = self.quota {
             if used.saturating_add(added) > quota {
                 return Err(Error::Quota { community: community.to_string(), used, quota });
+            }
+        }
+        if let (Some(packs), false) = (&self.packs, large.is_empty()) {
+            let records: Vec<(&[u8], &[u8])> =
+                large.iter().map(|(_, vm, enc)| (&vm.message().hash[..], enc.as_slice())).collect();
+            for ((k, vm, _), loc) in large.iter().zip(packs.append(&records)?) {
+                let m = vm.message();
+                batch.insert(
+                    k.to_vec(),
+                    row_value(&m.topic, m.weight() as u32, vm.author(), &packed_body(loc)),
+                );
             }
         }
         self.tree.apply(batch)?;
@@ -241,9 +406,10 @@ impl MessageStore {
         let start = time_key(community, from);
         let end = time_key(community, to);
         let it = if from < to { Some(self.tree.range(&start, Some(&end))) } else { None };
-        it.into_iter().flatten().map(|r| {
+        let packs = self.packs.clone();
+        it.into_iter().flatten().map(move |r| {
             let (k, v) = r?;
-            parse_row(&k, v)
+            parse_row(packs.as_deref(), &k, v)
         })
     }
 
@@ -276,16 +442,18 @@ impl MessageStore {
             return Ok(page);
         }
         let mut last_key = None;
+        let mut bytes = 0usize;
         for row in self.tree.range(&start, Some(&end)) {
             let (k, v) = row?;
-            let sm = parse_row(&k, v)?;
+            let sm = parse_row(self.packs.as_deref(), &k, v)?;
             if !q.topics.is_empty() && !q.topics.contains(&sm.topic) {
                 continue;
             }
-            if page.messages.len() == limit {
+            if page.messages.len() == limit || bytes >= MAX_QUERY_BYTES {
                 page.cursor = last_key.map(|k: Vec<u8>| hex::encode(&k[PUBLIC_KEY_LEN..]));
                 break;
             }
+            bytes += sm.encoded().len();
             page.messages.push(sm.decode()?);
             last_key = Some(k);
         }
@@ -459,5 +627,103 @@ mod tests {
         let s = MessageStore::open(&Db::open(dir.path()).unwrap()).unwrap();
         let page = s.query(&c, &Query::default()).unwrap();
         assert_eq!(page.messages, vec![m.into_message()]);
+    }
+
+    fn large(c: &CommunityId, a: &KeyPair, ts: u64, len: usize) -> VerifiedMessage {
+        let payload: Vec<u8> = (0..len).map(|i| (i as u64 * 31 + ts) as u8).collect();
+        Message::new_signed(a, c, Topic::from_name("t"), ts, payload).verify(c).unwrap()
+    }
+
+    /// Every row's value length, in key order.
+    fn row_lens(db: &Db) -> Vec<usize> {
+        db.tree(TreeName::Messages).unwrap().range(&[], None).map(|r| r.unwrap().1.len()).collect()
+    }
+
+    fn all(s: &MessageStore, c: &CommunityId) -> Vec<Message> {
+        s.query(c, &Query::default()).unwrap().messages
+    }
+
+    #[test]
+    fn large_encodings_live_in_the_packs_and_read_back_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let a = KeyPair::generate();
+        let msgs =
+            vec![msg(&c, &a, "t", 1, "small"), large(&c, &a, 2, 300 * 1024), large(&c, &a, 3, INLINE_MAX)];
+        let want: Vec<Message> = msgs.iter().map(|m| m.clone().into_message()).collect();
+        {
+            let db = Db::open(&dir.path().join("db")).unwrap();
+            let s = MessageStore::open(&db).unwrap();
+            assert_eq!(s.insert(&c, &msgs).unwrap().inserted, 3);
+            assert_eq!(s.insert(&c, &msgs).unwrap().duplicates, 3, "a packed message is a duplicate too");
+            assert_eq!(all(&s, &c), want);
+            let lens = row_lens(&db);
+            assert_eq!(lens[1], HEADER_LEN + 1 + LOCATION_LEN, "the 300 KiB message is a location in sled");
+            assert!(lens[0] < INLINE_MAX && lens[2] < 2 * INLINE_MAX, "short ones stay inline: {lens:?}");
+            let used = s.used_bytes(&c).unwrap();
+            assert!(used > 300 * 1024, "the quota counts packed bytes: {used}");
+            s.flush().unwrap();
+        }
+        let s = MessageStore::open(&Db::open(&dir.path().join("db")).unwrap()).unwrap();
+        assert_eq!(all(&s, &c), want);
+        let scanned: Vec<Vec<u8>> = s.scan(&c, 0, 10).map(|m| m.unwrap().encoded().to_vec()).collect();
+        assert_eq!(
+            scanned,
+            want.iter().map(|m| m.encode()).collect::<Vec<_>>(),
+            "the builder reads the same bytes"
+        );
+    }
+
+    /// A schema 1 database (every encoding inline) with `n` large messages and one small one.
+    fn schema1(path: &std::path::Path, c: &CommunityId, a: &KeyPair, n: u64) -> Vec<Message> {
+        let db = Db::open(path).unwrap();
+        let inline = MessageStore { packs: None, ..MessageStore::open_unmigrated(&db).unwrap() };
+        let mut msgs: Vec<VerifiedMessage> =
+            (0..n).map(|i| large(c, a, 100 + i, 2000 + i as usize)).collect();
+        msgs.push(msg(c, a, "t", 1, "small"));
+        inline.insert(c, &msgs).unwrap();
+        db.set_schema_version(1).unwrap();
+        assert!(row_lens(&db).iter().filter(|l| **l > 2000).count() as u64 == n);
+        let mut want: Vec<Message> = msgs.into_iter().map(|m| m.into_message()).collect();
+        want.sort_by_key(|m| (m.timestamp, m.hash));
+        want
+    }
+
+    #[test]
+    fn a_schema_1_database_migrates_on_open_and_a_crash_midway_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let a = KeyPair::generate();
+        let n = 2 * MIGRATE_BATCH as u64 + 10;
+        let want = schema1(&path, &c, &a, n);
+        {
+            // Stopped after one synced batch, as kill -9 would leave it.
+            let db = Db::open(&path).unwrap();
+            let s = MessageStore::open_unmigrated(&db).unwrap();
+            let m = s.migrate(Some(1)).unwrap();
+            assert_eq!(m, Migration { moved: MIGRATE_BATCH as u64, skipped: 0, finished: false });
+            assert_eq!(db.schema_version().unwrap(), 1);
+            assert_eq!(all(&s, &c), want, "half-migrated rows all read back");
+        }
+        let db = Db::open(&path).unwrap();
+        let s = MessageStore::open(&db).unwrap();
+        assert_eq!(db.schema_version().unwrap(), db::SCHEMA_VERSION);
+        assert_eq!(all(&s, &c), want);
+        let packed = row_lens(&db).iter().filter(|l| **l == HEADER_LEN + 1 + LOCATION_LEN).count() as u64;
+        assert_eq!(packed, n, "every large encoding left sled");
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_cap() {
+        let (s, c, a) = setup();
+        let msgs: Vec<_> = (0..5u64).map(|ts| large(&c, &a, ts, MAX_QUERY_BYTES / 3)).collect();
+        s.insert(&c, &msgs).unwrap();
+        let first = s.query(&c, &Query::default()).unwrap();
+        assert_eq!(first.messages.len(), 3, "the third message takes the page past the cap");
+        let q = Query { cursor: first.cursor, ..Default::default() };
+        let rest = s.query(&c, &q).unwrap();
+        assert_eq!(rest.messages.len(), 2);
+        assert!(rest.cursor.is_none());
     }
 }

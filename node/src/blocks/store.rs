@@ -1,7 +1,7 @@
 //! The block store: block bytes in append-only pack files, located through an index in the db.
 //!
-//! Layout of `<data>/blocks/`: segments `NNNNNNNN.pack`, each a sequence of records
-//! `magic (1) | cid_len (1) | data_len (4, LE) | cid | data`. The index (tree
+//! Layout of `<data>/blocks/`: [`crate::packs`] files whose records are keyed by CID bytes.
+//! The index (tree
 //! [`TreeName::Blocks`]) maps CID bytes to `segment (4) | offset of data (8) | len (4)`; the pin
 //! tree maps a root CID to `pin count (4) | complete (1)`.
 //!
@@ -12,23 +12,19 @@
 //! The store is synchronous (file IO, hashing, db): async callers use `spawn_blocking`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::cid::Cid;
 use super::unixfs::{self, MAX_BLOCK_SIZE};
 use super::Block;
 use crate::db::{self, Batch, Db, Tree, TreeName};
+use crate::packs::{self, Location, Packs};
 
 /// Default largest segment file.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
 /// Compaction rewrites a segment whose live share is below this fraction.
 pub const COMPACT_BELOW_LIVE: f64 = 0.5;
-const MAGIC: u8 = 0xb1;
-const RECORD_HEADER: usize = 1 + 1 + 4;
 
 /// Errors of the block store.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +43,16 @@ pub enum Error {
     Poisoned,
     #[error("block {cid} is needed by pinned root {root}: unpin it first")]
     Pinned { cid: String, root: String },
+}
+
+impl From<packs::Error> for Error {
+    fn from(e: packs::Error) -> Self {
+        match e {
+            packs::Error::Io(e) => Error::Io(e),
+            packs::Error::Poisoned => Error::Poisoned,
+            other => Error::Io(std::io::Error::other(other)),
+        }
+    }
 }
 
 impl From<unixfs::Error> for Error {
@@ -94,152 +100,10 @@ pub struct GcReport {
     pub reclaimed_file_bytes: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Location {
-    segment: u32,
-    offset: u64,
-    len: u32,
-}
-
-impl Location {
-    fn encode(&self) -> [u8; 16] {
-        let mut b = [0u8; 16];
-        b[..4].copy_from_slice(&self.segment.to_be_bytes());
-        b[4..12].copy_from_slice(&self.offset.to_be_bytes());
-        b[12..].copy_from_slice(&self.len.to_be_bytes());
-        b
-    }
-
-    fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != 16 {
-            return None;
-        }
-        Some(Self {
-            segment: u32::from_be_bytes(b[..4].try_into().ok()?),
-            offset: u64::from_be_bytes(b[4..12].try_into().ok()?),
-            len: u32::from_be_bytes(b[12..].try_into().ok()?),
-        })
-    }
-}
-
 /// Where block bytes live.
 enum Bytes {
     Memory(RwLock<HashMap<Cid, Arc<Vec<u8>>>>),
     Packs(Packs),
-}
-
-/// The pack files of a disk store.
-struct Packs {
-    dir: PathBuf,
-    segment_bytes: u64,
-    /// The segment being appended to.
-    active: Mutex<Active>,
-    /// Read handles per segment.
-    readers: RwLock<HashMap<u32, Arc<File>>>,
-}
-
-struct Active {
-    id: u32,
-    file: BufWriter<File>,
-    len: u64,
-}
-
-fn segment_path(dir: &Path, id: u32) -> PathBuf {
-    dir.join(format!("{id:08}.pack"))
-}
-
-impl Packs {
-    fn open(dir: PathBuf, segment_bytes: u64) -> Result<Self, Error> {
-        std::fs::create_dir_all(&dir)?;
-        let mut last = None;
-        for entry in std::fs::read_dir(&dir)? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".pack").and_then(|n| n.parse::<u32>().ok()) {
-                last = last.max(Some(id));
-            }
-        }
-        // Always start a fresh segment: a crashed process may have left a torn tail in the last.
-        let id = last.map_or(0, |l| l + 1);
-        let active = Self::create_segment(&dir, id)?;
-        Ok(Self { dir, segment_bytes, active: Mutex::new(active), readers: RwLock::new(HashMap::new()) })
-    }
-
-    fn create_segment(dir: &Path, id: u32) -> Result<Active, Error> {
-        let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, id))?;
-        let len = file.metadata()?.len();
-        Ok(Active { id, file: BufWriter::with_capacity(4 * 1024 * 1024, file), len })
-    }
-
-    /// Appends records and syncs them; returns their locations.
-    fn append(&self, blocks: &[(Cid, &[u8])]) -> Result<Vec<Location>, Error> {
-        let mut active = self.active.lock().map_err(|_| Error::Poisoned)?;
-        let mut locs = Vec::with_capacity(blocks.len());
-        for (cid, data) in blocks {
-            let cid_bytes = cid.to_bytes();
-            let record = (RECORD_HEADER + cid_bytes.len() + data.len()) as u64;
-            if active.len > 0 && active.len + record > self.segment_bytes {
-                active.file.flush()?;
-                active.file.get_ref().sync_data()?;
-                let next = active.id + 1;
-                *active = Self::create_segment(&self.dir, next)?;
-            }
-            let mut header = [0u8; RECORD_HEADER];
-            header[0] = MAGIC;
-            header[1] = cid_bytes.len() as u8;
-            header[2..].copy_from_slice(&(data.len() as u32).to_le_bytes());
-            active.file.write_all(&header)?;
-            active.file.write_all(&cid_bytes)?;
-            active.file.write_all(data)?;
-            let offset = active.len + (RECORD_HEADER + cid_bytes.len()) as u64;
-            locs.push(Location { segment: active.id, offset, len: data.len() as u32 });
-            active.len += record;
-        }
-        active.file.flush()?;
-        active.file.get_ref().sync_data()?;
-        Ok(locs)
-    }
-
-    fn reader(&self, segment: u32) -> Result<Arc<File>, Error> {
-        if let Some(f) = self.readers.read().map_err(|_| Error::Poisoned)?.get(&segment) {
-            return Ok(f.clone());
-        }
-        let f = Arc::new(File::open(segment_path(&self.dir, segment))?);
-        self.readers.write().map_err(|_| Error::Poisoned)?.insert(segment, f.clone());
-        Ok(f)
-    }
-
-    fn read(&self, loc: Location) -> Result<Vec<u8>, Error> {
-        let mut buf = vec![0u8; loc.len as usize];
-        self.reader(loc.segment)?.read_exact_at(&mut buf, loc.offset)?;
-        Ok(buf)
-    }
-
-    fn active_id(&self) -> Result<u32, Error> {
-        Ok(self.active.lock().map_err(|_| Error::Poisoned)?.id)
-    }
-
-    fn segment_len(&self, id: u32) -> Result<u64, Error> {
-        Ok(std::fs::metadata(segment_path(&self.dir, id))?.len())
-    }
-
-    fn segments(&self) -> Result<Vec<u32>, Error> {
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            if let Some(id) = name.to_string_lossy().strip_suffix(".pack").and_then(|n| n.parse().ok()) {
-                ids.push(id);
-            }
-        }
-        ids.sort();
-        Ok(ids)
-    }
-
-    fn remove_segment(&self, id: u32) -> Result<(), Error> {
-        self.readers.write().map_err(|_| Error::Poisoned)?.remove(&id);
-        std::fs::remove_file(segment_path(&self.dir, id))?;
-        Ok(())
-    }
 }
 
 /// Handle to the block store; cheap to clone.
@@ -377,7 +241,10 @@ impl BlockStore {
                 }
             }
             Bytes::Packs(p) => {
-                let locs = p.append(&fresh)?;
+                let keys: Vec<Vec<u8>> = fresh.iter().map(|(c, _)| c.to_bytes()).collect();
+                let records: Vec<(&[u8], &[u8])> =
+                    keys.iter().zip(&fresh).map(|(k, (_, d))| (k.as_slice(), *d)).collect();
+                let locs = p.append(&records)?;
                 let mut batch = Batch::default();
                 for ((cid, _), loc) in fresh.iter().zip(locs) {
                     batch.insert(cid.to_bytes(), loc.encode().to_vec());
@@ -669,8 +536,11 @@ impl BlockStore {
             for group in live.chunks(64) {
                 let datas: Vec<(Cid, Vec<u8>)> =
                     group.iter().map(|(c, l)| p.read(*l).map(|d| (*c, d))).collect::<Result<_, _>>()?;
+                let keys: Vec<Vec<u8>> = datas.iter().map(|(c, _)| c.to_bytes()).collect();
                 let refs: Vec<(Cid, &[u8])> = datas.iter().map(|(c, d)| (*c, d.as_slice())).collect();
-                let locs = p.append(&refs)?;
+                let records: Vec<(&[u8], &[u8])> =
+                    keys.iter().zip(&datas).map(|(k, (_, d))| (k.as_slice(), d.as_slice())).collect();
+                let locs = p.append(&records)?;
                 let mut batch = Batch::default();
                 for ((cid, _), loc) in refs.iter().zip(locs) {
                     batch.insert(cid.to_bytes(), loc.encode().to_vec());

@@ -1,0 +1,223 @@
+//! Append-only pack files: the bytes of blocks and of large messages, outside the database.
+//!
+//! A directory holds segments `NNNNNNNN.pack`, each a sequence of records
+//! `magic (1) | key_len (1) | data_len (4, LE) | key | data`. A writer appends records and
+//! `fsync`s them before it returns their [`Location`]s, so an index entry written afterwards
+//! never points at bytes that were not synced; a crash can only leave unindexed bytes. The key
+//! (a CID, a message hash) is written for recovery and inspection; readers go by location.
+//!
+//! Opening starts a fresh segment (unless the last one is empty): a crashed process may have
+//! left a torn tail in the last one. The store is synchronous (file IO): async callers use `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+const MAGIC: u8 = 0xb1;
+const RECORD_HEADER: usize = 1 + 1 + 4;
+/// Bytes of an encoded [`Location`].
+pub const LOCATION_LEN: usize = 16;
+
+/// Errors of the pack files.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("pack file IO: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("pack lock poisoned")]
+    Poisoned,
+    #[error("record key of {0} bytes (at most 255)")]
+    KeyTooLong(usize),
+    #[error("record data of {0} bytes (at most 4 GiB)")]
+    DataTooLong(usize),
+}
+
+/// Where a record's data lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub segment: u32,
+    /// Offset of the data (past the record header and key).
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    pub fn encode(&self) -> [u8; LOCATION_LEN] {
+        let mut b = [0u8; LOCATION_LEN];
+        b[..4].copy_from_slice(&self.segment.to_be_bytes());
+        b[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        b[12..].copy_from_slice(&self.len.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != LOCATION_LEN {
+            return None;
+        }
+        Some(Self {
+            segment: u32::from_be_bytes(b[..4].try_into().ok()?),
+            offset: u64::from_be_bytes(b[4..12].try_into().ok()?),
+            len: u32::from_be_bytes(b[12..].try_into().ok()?),
+        })
+    }
+}
+
+/// The pack files of one directory.
+pub struct Packs {
+    dir: PathBuf,
+    segment_bytes: u64,
+    /// The segment being appended to.
+    active: Mutex<Active>,
+    /// Read handles per segment.
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+struct Active {
+    id: u32,
+    file: BufWriter<File>,
+    len: u64,
+}
+
+fn segment_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:08}.pack"))
+}
+
+impl Packs {
+    /// Opens (or creates) the directory; segments close at `segment_bytes`.
+    pub fn open(dir: PathBuf, segment_bytes: u64) -> Result<Self, Error> {
+        std::fs::create_dir_all(&dir)?;
+        let last = Self::list(&dir)?.into_iter().max();
+        // An empty last segment has no tail to tear: append to it rather than add another file.
+        let id = match last {
+            Some(l) if std::fs::metadata(segment_path(&dir, l))?.len() == 0 => l,
+            Some(l) => l + 1,
+            None => 0,
+        };
+        let active = Self::create_segment(&dir, id)?;
+        Ok(Self { dir, segment_bytes, active: Mutex::new(active), readers: RwLock::new(HashMap::new()) })
+    }
+
+    fn create_segment(dir: &Path, id: u32) -> Result<Active, Error> {
+        let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, id))?;
+        let len = file.metadata()?.len();
+        Ok(Active { id, file: BufWriter::with_capacity(4 * 1024 * 1024, file), len })
+    }
+
+    /// Appends records `(key, data)` and syncs them; returns their locations.
+    pub fn append(&self, records: &[(&[u8], &[u8])]) -> Result<Vec<Location>, Error> {
+        let mut active = self.active.lock().map_err(|_| Error::Poisoned)?;
+        let mut locs = Vec::with_capacity(records.len());
+        for (key, data) in records {
+            let key_len = u8::try_from(key.len()).map_err(|_| Error::KeyTooLong(key.len()))?;
+            let data_len = u32::try_from(data.len()).map_err(|_| Error::DataTooLong(data.len()))?;
+            let record = (RECORD_HEADER + key.len() + data.len()) as u64;
+            if active.len > 0 && active.len + record > self.segment_bytes {
+                active.file.flush()?;
+                active.file.get_ref().sync_data()?;
+                let next = active.id + 1;
+                *active = Self::create_segment(&self.dir, next)?;
+            }
+            let mut header = [0u8; RECORD_HEADER];
+            header[0] = MAGIC;
+            header[1] = key_len;
+            header[2..].copy_from_slice(&data_len.to_le_bytes());
+            active.file.write_all(&header)?;
+            active.file.write_all(key)?;
+            active.file.write_all(data)?;
+            let offset = active.len + (RECORD_HEADER + key.len()) as u64;
+            locs.push(Location { segment: active.id, offset, len: data_len });
+            active.len += record;
+        }
+        active.file.flush()?;
+        active.file.get_ref().sync_data()?;
+        Ok(locs)
+    }
+
+    fn reader(&self, segment: u32) -> Result<Arc<File>, Error> {
+        if let Some(f) = self.readers.read().map_err(|_| Error::Poisoned)?.get(&segment) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        self.readers.write().map_err(|_| Error::Poisoned)?.insert(segment, f.clone());
+        Ok(f)
+    }
+
+    /// Reads a record's data.
+    pub fn read(&self, loc: Location) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; loc.len as usize];
+        self.reader(loc.segment)?.read_exact_at(&mut buf, loc.offset)?;
+        Ok(buf)
+    }
+
+    /// The segment being appended to.
+    pub fn active_id(&self) -> Result<u32, Error> {
+        Ok(self.active.lock().map_err(|_| Error::Poisoned)?.id)
+    }
+
+    /// Bytes of a segment file.
+    pub fn segment_len(&self, id: u32) -> Result<u64, Error> {
+        Ok(std::fs::metadata(segment_path(&self.dir, id))?.len())
+    }
+
+    /// Every segment, oldest first.
+    pub fn segments(&self) -> Result<Vec<u32>, Error> {
+        let mut ids = Self::list(&self.dir)?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn list(dir: &Path) -> Result<Vec<u32>, Error> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_string_lossy().strip_suffix(".pack").and_then(|n| n.parse().ok()) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Deletes a segment file (its records must no longer be indexed).
+    pub fn remove_segment(&self, id: u32) -> Result<(), Error> {
+        self.readers.write().map_err(|_| Error::Poisoned)?.remove(&id);
+        std::fs::remove_file(segment_path(&self.dir, id))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_across_segments_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let datas: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + i as usize * 37]).collect();
+        let locs = {
+            let p = Packs::open(dir.path().to_path_buf(), 1000).unwrap();
+            let recs: Vec<(&[u8], &[u8])> = datas.iter().map(|d| (&d[..1], d.as_slice())).collect();
+            let locs = p.append(&recs).unwrap();
+            assert!(p.segments().unwrap().len() > 2, "small segments roll over");
+            locs
+        };
+        let p = Packs::open(dir.path().to_path_buf(), 1000).unwrap();
+        for (d, l) in datas.iter().zip(&locs) {
+            assert_eq!(&p.read(*l).unwrap(), d);
+            assert_eq!(Location::decode(&l.encode()), Some(*l));
+        }
+        let fresh = p.active_id().unwrap();
+        assert!(fresh > locs.last().unwrap().segment, "a reopen starts a fresh segment");
+        drop(p);
+        let p = Packs::open(dir.path().to_path_buf(), 1000).unwrap();
+        assert_eq!(p.active_id().unwrap(), fresh, "an empty last segment is reused");
+    }
+
+    #[test]
+    fn a_key_over_255_bytes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Packs::open(dir.path().to_path_buf(), 1000).unwrap();
+        assert!(matches!(p.append(&[(&[0u8; 256], b"x")]), Err(Error::KeyTooLong(256))));
+    }
+}
