@@ -197,6 +197,11 @@ impl Node {
 
     /// Downloads `missing` archives, `concurrency` at a time, handing each stored one to the
     /// importer.
+    ///
+    /// Downloads never wait for the importer: a downloaded archive is in the block store and
+    /// marked downloaded, and only its id and entry wait in `ready` (at most one per archive of
+    /// the index) until the importer takes it. A fetch left unpolled while the importer worked
+    /// would sit on its received blocks and its peers' answers.
     async fn download(
         &self,
         id: CommunityId,
@@ -216,24 +221,36 @@ impl Node {
                 Ok::<_, Error>((archive_id, entry, stats.bytes_fetched))
             })
             .buffer_unordered(concurrency);
-        while let Some(done) = fetches.next().await {
-            let (archive_id, entry, bytes) = done?;
-            let (state, aid) = (self.archive_state.clone(), archive_id.clone());
-            self.blocking(move |_| Ok(state.mark_downloaded(&id, &aid, false).map_err(SyncError::from)?))
-                .await?;
-            let (from, to) = (entry.metadata.from, entry.metadata.to);
-            let _ = self.events.send(Event::ArchiveDownloaded {
-                community: id,
-                archive_id: archive_id.clone(),
-                from,
-                to,
-                bytes,
-            });
-            if to_import.send((archive_id, entry)).await.is_err() {
-                break;
+        let mut ready: std::collections::VecDeque<(String, Entry)> = Default::default();
+        let mut fetching = true;
+        loop {
+            tokio::select! {
+                permit = to_import.reserve(), if !ready.is_empty() => match permit {
+                    Ok(permit) => permit.send(ready.pop_front().expect("ready is not empty")),
+                    // The importer failed: its error ends the sync.
+                    Err(_) => return Ok(()),
+                },
+                done = fetches.next(), if fetching => match done {
+                    None => fetching = false,
+                    Some(done) => {
+                        let (archive_id, entry, bytes) = done?;
+                        let (state, aid) = (self.archive_state.clone(), archive_id.clone());
+                        self.blocking(move |_| Ok(state.mark_downloaded(&id, &aid, false).map_err(SyncError::from)?))
+                            .await?;
+                        let (from, to) = (entry.metadata.from, entry.metadata.to);
+                        let _ = self.events.send(Event::ArchiveDownloaded {
+                            community: id,
+                            archive_id: archive_id.clone(),
+                            from,
+                            to,
+                            bytes,
+                        });
+                        ready.push_back((archive_id, entry));
+                    }
+                },
+                else => return Ok(()),
             }
         }
-        Ok(())
     }
 
     /// Imports one downloaded archive and marks it imported.
