@@ -130,6 +130,91 @@ impl ArchiveWriter {
     }
 }
 
+/// A top-level field of a `WakuMessageArchive` that we read, as its bytes.
+enum Field<'a> {
+    /// Field 2, `WakuMessageArchiveMetadata`.
+    Metadata(&'a [u8]),
+    /// Field 3, one `WakuMessage`.
+    Message(&'a [u8]),
+}
+
+/// Walks the top-level fields of archive bytes, skipping those we do not read (the version).
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn step(&mut self) -> Result<Option<Field<'a>>, Error> {
+        use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext};
+        let decode = |e: prost::DecodeError| Error::Decode(e.to_string());
+        while !self.0.is_empty() {
+            let (tag, wire_type) = decode_key(&mut self.0).map_err(decode)?;
+            if !matches!(tag, 2 | 3) {
+                skip_field(wire_type, tag, &mut self.0, DecodeContext::default()).map_err(decode)?;
+                continue;
+            }
+            if wire_type != WireType::LengthDelimited {
+                return Err(Error::Decode(format!("field {tag} is not length-delimited")));
+            }
+            let len = decode_varint(&mut self.0).map_err(decode)?;
+            if len > self.0.len() as u64 {
+                return Err(Error::Decode(format!("field {tag} of {len} bytes, {} left", self.0.len())));
+            }
+            let (field, rest) = self.0.split_at(len as usize);
+            self.0 = rest;
+            return Ok(Some(if tag == 2 { Field::Metadata(field) } else { Field::Message(field) }));
+        }
+        Ok(None)
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<Field<'a>, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.step() {
+            Ok(field) => field.map(Ok),
+            Err(e) => {
+                self.0 = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// The messages of an archive, decoded as they are read ([`Archive::decode_lazy`]).
+pub struct Messages<'a> {
+    fields: Fields<'a>,
+    index: usize,
+    len: usize,
+}
+
+impl Messages<'_> {
+    /// How many messages the archive holds, decoded or not yet.
+    pub fn total(&self) -> usize {
+        self.len
+    }
+}
+
+impl Iterator for Messages<'_> {
+    type Item = Result<Message, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            // The structure was checked when the count was taken: no error can come here.
+            match self.fields.next()? {
+                Ok(Field::Message(b)) => {
+                    let index = self.index;
+                    self.index += 1;
+                    let decoded = pb::WakuMessage::decode(b)
+                        .map_err(|e| message::Error::Decode(e.to_string()))
+                        .and_then(Message::try_from)
+                        .map_err(|source| Error::Message { index, source });
+                    return Some(decoded);
+                }
+                Ok(Field::Metadata(_)) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
 /// A decoded archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Archive {
@@ -147,20 +232,34 @@ impl Archive {
     /// Decodes `WakuMessageArchive` bytes, each message on its own: a malformed message is an
     /// `Err` in its place, and the rest decode (the importer skips and counts it).
     pub fn decode_each(bytes: &[u8]) -> Result<(Metadata, Vec<Result<Message, Error>>), Error> {
-        let a = pb::WakuMessageArchive::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        if a.messages.len() > MAX_ARCHIVE_MESSAGES {
-            return Err(Error::TooManyMessages);
-        }
-        let metadata = Metadata::from_pb(a.metadata)?;
-        let messages = a
-            .messages
-            .into_iter()
-            .enumerate()
-            .map(|(index, m)| Message::try_from(m).map_err(|source| Error::Message { index, source }))
-            .collect();
-        Ok((metadata, messages))
+        let (metadata, messages) = Self::decode_lazy(bytes)?;
+        Ok((metadata, messages.collect()))
     }
 
+    /// The metadata, and the messages decoded one at a time as they are read, straight from
+    /// `bytes` (no copy of the whole archive). The archive's structure and its message count
+    /// (at most [`MAX_ARCHIVE_MESSAGES`]) are checked first, without decoding a message; then
+    /// each message is an `Err` in its place when malformed, and the rest still decode.
+    pub fn decode_lazy(bytes: &[u8]) -> Result<(Metadata, Messages<'_>), Error> {
+        let mut meta: Option<pb::WakuMessageArchiveMetadata> = None;
+        let mut count = 0usize;
+        for field in Fields(bytes) {
+            match field? {
+                // Repeated occurrences of an embedded message merge, as protobuf says.
+                Field::Metadata(b) => meta
+                    .get_or_insert_with(Default::default)
+                    .merge(b)
+                    .map_err(|e| Error::Metadata(e.to_string()))?,
+                Field::Message(_) => {
+                    count += 1;
+                    if count > MAX_ARCHIVE_MESSAGES {
+                        return Err(Error::TooManyMessages);
+                    }
+                }
+            }
+        }
+        Ok((Metadata::from_pb(meta)?, Messages { fields: Fields(bytes), index: 0, len: count }))
+    }
     /// Encodes with prost (the reference the streaming writer must match).
     pub fn encode(&self) -> Vec<u8> {
         pb::WakuMessageArchive {
@@ -267,5 +366,67 @@ mod tests {
             }],
         };
         assert!(matches!(Archive::decode(&a.encode_to_vec()), Err(Error::Message { index: 0, .. })));
+    }
+
+    #[test]
+    fn a_malformed_message_is_an_error_in_its_place_and_the_rest_decode() {
+        let good = golden_message().encode();
+        let mut w = ArchiveWriter::new(&golden_metadata());
+        w.push_encoded(&good);
+        w.push_encoded(&[0x0a, 0x05, 0x01]); // sig of 5 bytes, 1 given
+        w.push_encoded(&good);
+        let bytes = w.finish();
+        let (meta, messages) = Archive::decode_lazy(&bytes).unwrap();
+        assert_eq!(meta, golden_metadata());
+        assert_eq!(messages.total(), 3);
+        let got: Vec<_> = messages.collect();
+        assert_eq!(got[0].as_ref().unwrap(), &golden_message());
+        assert!(matches!(got[1], Err(Error::Message { index: 1, .. })));
+        assert_eq!(got[2].as_ref().unwrap(), &golden_message());
+        // A truncated archive is refused whole, before any message is decoded.
+        assert!(matches!(Archive::decode_lazy(&bytes[..bytes.len() - 1]), Err(Error::Decode(_))));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn message() -> impl Strategy<Value = Message> {
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64), any::<[u8; 4]>(), any::<[u8; 32]>())
+                .prop_map(|(timestamp, payload, topic, hash)| Message {
+                    sig: vec![1; 65],
+                    timestamp,
+                    topic: Topic(topic),
+                    payload,
+                    padding: vec![],
+                    hash,
+                    third_party_id: String::new(),
+                })
+        }
+
+        proptest! {
+            /// The lazy decoder reads what prost reads, wherever the metadata field sits.
+            #[test]
+            fn lazy_decoding_matches_prost(msgs in proptest::collection::vec(message(), 0..20), at in 0usize..21) {
+                let metadata = Metadata { from: 1, to: 9, topics: vec![Topic([7; 4])] };
+                let mut bytes = Vec::new();
+                for (i, m) in msgs.iter().enumerate() {
+                    if i == at.min(msgs.len()) {
+                        pb::WakuMessageArchive { metadata: Some(metadata.to_pb()), ..Default::default() }.encode(&mut bytes).unwrap();
+                    }
+                    pb::WakuMessageArchive { messages: vec![pb::WakuMessage::from(m)], ..Default::default() }.encode(&mut bytes).unwrap();
+                }
+                if at >= msgs.len() {
+                    pb::WakuMessageArchive { metadata: Some(metadata.to_pb()), ..Default::default() }.encode(&mut bytes).unwrap();
+                }
+                let reference = pb::WakuMessageArchive::decode(&bytes[..]).unwrap();
+                let (meta, lazy) = Archive::decode_lazy(&bytes).unwrap();
+                prop_assert_eq!(meta, Metadata::from_pb(reference.metadata).unwrap());
+                let lazy: Vec<Message> = lazy.map(Result::unwrap).collect();
+                let prost: Vec<Message> = reference.messages.into_iter().map(|m| Message::try_from(m).unwrap()).collect();
+                prop_assert_eq!(&lazy, &prost);
+                prop_assert_eq!(lazy, msgs);
+            }
+        }
     }
 }

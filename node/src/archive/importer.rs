@@ -14,6 +14,9 @@ use crate::seal::{self, KeyRing};
 
 /// Messages stored per atomic batch.
 pub const BATCH: usize = 2_000;
+/// A batch also closes once its messages' payloads reach this many bytes, so that a batch of
+/// large messages holds a few MiB, not the whole archive.
+pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Threads that verify signatures during an import: every core.
 pub fn threads() -> usize {
@@ -91,16 +94,12 @@ pub fn import(
     members: Option<&Description>,
 ) -> Result<Imported, Error> {
     let plain = seal::open_owned(bytes, keys)?;
-    let (metadata, decoded) = Archive::decode_each(&plain)?;
-    drop(plain);
+    // Decoded as the batches are taken: the archive's bytes, and one batch in each stage.
+    let (metadata, mut messages) = Archive::decode_lazy(&plain)?;
     // A paced import stores small batches, so that it never stalls for long.
     let batch_len = options.rate.map_or(BATCH, |r| (r.get() as usize).clamp(1, BATCH));
     let (from, to) = (metadata.from, metadata.to);
     let mut out = Imported::default();
-    // A malformed message is skipped and counted; the rest are imported.
-    let (good, malformed): (Vec<_>, Vec<_>) = decoded.into_iter().partition(Result::is_ok);
-    out.rejected += malformed.len();
-    let mut messages = good.into_iter().filter_map(Result::ok);
     let started = Instant::now();
     let admitted = |m: &VerifiedMessage| {
         members.is_none_or(|d| rule::may_store(d, &MemberKey::from_bytes(*m.author()), m.message().timestamp))
@@ -109,13 +108,23 @@ pub fn import(
         let (tx, verified) = std::sync::mpsc::sync_channel::<Verified>(1);
         s.spawn(move || {
             loop {
-                // Outside the archive's window: not what the index promised.
-                let (inside, outside): (Vec<_>, Vec<_>) =
-                    messages.by_ref().take(batch_len).partition(|m| m.timestamp >= from && m.timestamp < to);
-                if inside.is_empty() && outside.is_empty() {
+                let (mut inside, mut refused, mut bytes) = (Vec::new(), 0usize, 0usize);
+                while inside.len() + refused < batch_len && bytes < BATCH_BYTES {
+                    match messages.next() {
+                        None => break,
+                        Some(Ok(m)) if m.timestamp >= from && m.timestamp < to => {
+                            bytes += m.payload.len();
+                            inside.push(m);
+                        }
+                        // Malformed (skipped and counted; the rest are imported), or outside
+                        // the archive's window: not what the index promised.
+                        Some(_) => refused += 1,
+                    }
+                }
+                if inside.is_empty() && refused == 0 {
                     return;
                 }
-                let mut v = Verified { messages: Vec::with_capacity(inside.len()), rejected: outside.len() };
+                let mut v = Verified { messages: Vec::with_capacity(inside.len()), rejected: refused };
                 for r in message::verify_all(inside, community, options.threads) {
                     match r {
                         Ok(m) if admitted(&m) => v.messages.push(m),
