@@ -447,10 +447,8 @@ impl Node {
                 return Ok(Verdict::Reject);
             }
         };
-        let stored = match self.archive_state.announcement(id).map_err(|e| Error::Join(e.to_string()))? {
-            Some(bytes) => crate::announce::verify(id, &bytes).ok().map(|s| s.announcement),
-            None => None,
-        };
+        let stored =
+            self.archive_state.accepted(id).map_err(|e| Error::Join(e.to_string()))?.map(|s| s.announcement);
         let a = signed.announcement;
         if crate::announce::decide(stored.as_ref(), &a) == crate::announce::Decision::Ignore {
             return Ok(Verdict::Ignore);

@@ -81,6 +81,31 @@ impl Index {
     }
 }
 
+/// Why a stored index cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("index {root} is not stored whole: {source}")]
+    Blocks { root: String, source: crate::blocks::files::Error },
+    #[error("index {root}: {source}")]
+    Seal { root: String, source: crate::seal::Error },
+    #[error("index {root}: {source}")]
+    Format { root: String, source: Error },
+}
+
+/// Reads the index stored under `root`: its blocks (verified), opened with `ring`, decoded.
+pub fn read(
+    blocks: &crate::blocks::store::BlockStore,
+    root: crate::blocks::cid::Cid,
+    ring: &crate::seal::KeyRing,
+) -> Result<Index, ReadError> {
+    let mut raw = Vec::new();
+    crate::blocks::files::cat(blocks, root, &mut raw)
+        .map_err(|source| ReadError::Blocks { root: root.to_string(), source })?;
+    let plain =
+        crate::seal::open(&raw, ring).map_err(|source| ReadError::Seal { root: root.to_string(), source })?;
+    Index::decode(&plain).map_err(|source| ReadError::Format { root: root.to_string(), source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

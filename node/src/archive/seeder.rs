@@ -166,10 +166,8 @@ impl Seeder {
     /// Returns the CID to announce.
     async fn merge_other_device(&self, record: &Record, ours: String) -> Result<String, Error> {
         let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
-        let accepted = self.state.announcement(&community).map_err(|e| Error::Failed(e.to_string()))?;
-        let Some(theirs) =
-            accepted.and_then(|b| announce::verify(&community, &b).ok()).map(|s| s.announcement.cid)
-        else {
+        let accepted = self.state.accepted(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let Some(theirs) = accepted.map(|s| s.announcement.cid) else {
             return Ok(ours);
         };
         if theirs == ours {
@@ -215,11 +213,7 @@ impl Seeder {
         tokio::task::spawn_blocking(move || -> Result<String, Error> {
             let ring: KeyRing = key.iter().cloned().collect();
             let read = |cid| -> Result<Index, Error> {
-                let mut raw = Vec::new();
-                crate::blocks::files::cat(&blocks, cid, &mut raw)
-                    .map_err(|e| Error::Failed(e.to_string()))?;
-                let plain = seal::open(&raw, &ring).map_err(|e| Error::Failed(e.to_string()))?;
-                Index::decode(&plain).map_err(|e| Error::Failed(e.to_string()))
+                super::index::read(&blocks, cid, &ring).map_err(|e| Error::Failed(e.to_string()))
             };
             let mut merged = read(ours_cid)?;
             let before = merged.archives.len();

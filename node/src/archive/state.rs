@@ -87,6 +87,12 @@ impl ArchiveState {
         Ok(self.tree.get(&key(ANNOUNCEMENT, community, &[]))?.map(|v| v.to_vec()))
     }
 
+    /// The accepted announcement, verified again: stored bytes are not trusted blindly, and a
+    /// row that no longer verifies reads as none.
+    pub fn accepted(&self, community: &CommunityId) -> Result<Option<crate::announce::Signed>, Error> {
+        Ok(self.announcement(community)?.and_then(|b| crate::announce::verify(community, &b).ok()))
+    }
+
     /// Records an accepted (or issued) announcement and the clock, atomically, then flushes.
     pub fn accept_announcement(
         &self,

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{Error, Event, Node};
+use crate::archive::index::ReadError;
 use crate::archive::{importer, Entry, Index};
 use crate::bitswap::Progress;
 use crate::blocks::cid::Cid;
@@ -91,10 +92,7 @@ impl Node {
         let found = self
             .blocking(move |n| {
                 let Some(record) = communities.get(&id)? else { return Ok(None) };
-                let announcement = state.announcement(&id).map_err(SyncError::from)?;
-                let cid = announcement
-                    .and_then(|b| crate::announce::verify(&id, &b).ok())
-                    .map(|s| s.announcement.cid);
+                let cid = state.accepted(&id).map_err(SyncError::from)?.map(|s| s.announcement.cid);
                 if cid.is_none() {
                     return Ok(Some((n.key_ring(&record)?, None, None)));
                 }
@@ -182,15 +180,12 @@ impl Node {
         let _ = self.events.send(Event::IndexDownloaded { community: id, cid: cid.to_string() });
         let (ring, cid) = (keys.clone(), cid.to_string());
         self.blocking(move |n| {
-            let mut raw = Vec::new();
-            crate::blocks::files::cat(&n.blocks, root, &mut raw).map_err(|e| index_err(&cid, e))?;
-            let plain = crate::seal::open(&raw, &ring).map_err(|e| {
-                if let crate::seal::Error::NoKey { key_id } = &e {
+            crate::archive::index::read(&n.blocks, root, &ring).map_err(|e| {
+                if let ReadError::Seal { source: crate::seal::Error::NoKey { key_id }, .. } = &e {
                     n.key_missing(&id, key_id);
                 }
                 index_err(&cid, e)
-            })?;
-            Index::decode(&plain).map_err(|e| index_err(&cid, e))
+            })
         })
         .await
     }
@@ -302,22 +297,19 @@ impl Node {
     }
 
     fn local_archive_entry(&self, id: &CommunityId, archive_id: &str) -> Result<Entry, Error> {
-        let bytes = self
+        let cid = self
             .archive_state
-            .announcement(id)
+            .accepted(id)
             .map_err(SyncError::from)?
-            .ok_or_else(|| archive_err(archive_id, "no accepted announcement"))?;
-        let cid =
-            crate::announce::verify(id, &bytes).map_err(|e| archive_err(archive_id, e))?.announcement.cid;
+            .ok_or_else(|| archive_err(archive_id, "no accepted announcement"))?
+            .announcement
+            .cid;
         let root: Cid = cid.parse().map_err(|e| index_err(&cid, e))?;
-        let mut raw = Vec::new();
-        crate::blocks::files::cat(&self.blocks, root, &mut raw).map_err(|e| index_err(&cid, e))?;
         let ring = match self.communities.get(id)? {
             Some(r) => self.key_ring(&r)?,
             None => KeyRing::default(),
         };
-        let plain = crate::seal::open(&raw, &ring).map_err(|e| index_err(&cid, e))?;
-        let index = Index::decode(&plain).map_err(|e| index_err(&cid, e))?;
+        let index = crate::archive::index::read(&self.blocks, root, &ring).map_err(|e| index_err(&cid, e))?;
         index.archives.get(archive_id).cloned().ok_or_else(|| archive_err(archive_id, "not in the index"))
     }
 }

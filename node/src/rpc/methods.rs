@@ -131,8 +131,7 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
     })?;
     m.register_async_method("archive_latestAnnouncement", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        let bytes = ctx.node.archive_state.announcement(&id).map_err(failed)?;
-        let signed = bytes.and_then(|b| crate::announce::verify(&id, &b).ok());
+        let signed = ctx.node.archive_state.accepted(&id).map_err(failed)?;
         RpcResult::Ok(signed.map_or(
             Value::Null,
             |s| json!({"clock": s.announcement.clock, "cid": s.announcement.cid, "envelope": b64(&s.bytes)}),
@@ -157,23 +156,15 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         let id = params::community(&p)?;
         let (node, blocks) = (ctx.node.clone(), ctx.node.blocks.clone());
         let index = blocking(move || {
-            let bytes = node.archive_state.announcement(&id).map_err(failed)?;
-            let Some(a) = bytes.and_then(|b| crate::announce::verify(&id, &b).ok()).map(|s| s.announcement)
-            else {
+            let Some(a) = node.archive_state.accepted(&id).map_err(failed)?.map(|s| s.announcement) else {
                 return Ok(None);
             };
             let root: Cid = a.cid.parse().map_err(failed)?;
-            let mut raw = Vec::new();
-            files::cat(&blocks, root, &mut raw)
-                .map_err(|e| failed(format!("index {root} is not downloaded: {e}")))?;
-            let mut ring = crate::archive::seal::KeyRing::default();
-            if let Some(r) = node.communities.get(&id).map_err(failed)? {
-                for k in r.keys().map_err(failed)? {
-                    ring.add(k);
-                }
-            }
-            let plain = crate::archive::seal::open(&raw, &ring).map_err(failed)?;
-            crate::archive::Index::decode(&plain).map(Some).map_err(failed)
+            let ring = match node.communities.get(&id).map_err(failed)? {
+                Some(r) => node.key_ring(&r).map_err(failed)?,
+                None => Default::default(),
+            };
+            crate::archive::index::read(&blocks, root, &ring).map(Some).map_err(failed)
         })
         .await?;
         RpcResult::Ok(index.map_or(Value::Null, |i| {
