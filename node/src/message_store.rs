@@ -304,6 +304,8 @@ impl MessageStore {
                     );
                 }
                 self.tree.apply(batch)?;
+                // Durable batch by batch: a migration killed again and again still progresses.
+                self.db.flush()?;
                 out.moved += pending.len() as u64;
                 batches += 1;
                 pending.clear();
