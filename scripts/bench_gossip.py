@@ -16,7 +16,8 @@ NODES = int(os.environ.get("BENCH_GOSSIP_NODES", "30"))
 ANNOUNCEMENTS = 20
 # Default gossip settings (a long-running node's), one-second archive windows so that every
 # round makes a new archive and a new announcement.
-CONFIG = "[archive]\npartition_secs = 1\n"
+# One author sends as fast as it can: no per-author rate limit.
+CONFIG = "[archive]\npartition_secs = 1\n[membership]\nmax_messages_per_author_per_minute = 0\n"
 
 
 def main() -> None:
