@@ -120,7 +120,9 @@ def memory() -> dict:
     mib = int(os.environ.get("BENCH_MEMORY_MIB", "1024"))
     with tempfile.TemporaryDirectory(dir=bd.ROOT / "target") as tmp:
         work = bd.pathlib.Path(tmp)
-        control, member = bd.start(2, work, NO_RATE_LIMIT)
+        # BENCH_MEMORY_CONFIG: more TOML for both daemons (e.g. "[archive]\nfetch_concurrency = 1").
+        extra = os.environ.get("BENCH_MEMORY_CONFIG", "").replace("\\n", "\n")
+        control, member = bd.start(2, work, NO_RATE_LIMIT + extra)
         listener = None
         try:
             time.sleep(5)  # idle: started, nothing to do

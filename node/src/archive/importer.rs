@@ -14,6 +14,11 @@ use crate::seal::{self, KeyRing};
 
 /// Messages stored per atomic batch.
 pub const BATCH: usize = 2_000;
+/// The largest archive file an import reads (into memory). Builders cap an archive at 30 MB
+/// of payloads and signatures ([`super::partition::CHUNK_CAP_BYTES`]); each message's hash,
+/// topic, timestamp and framing come on top (under 2x for the smallest messages), and sealing
+/// adds a few bytes. A bigger file is skipped as undecodable rather than allocated.
+pub const MAX_ARCHIVE_FILE_BYTES: usize = 4 * super::partition::CHUNK_CAP_BYTES;
 /// A batch also closes once its messages' payloads reach this many bytes, so that a batch of
 /// large messages holds a few MiB, not the whole archive.
 pub const BATCH_BYTES: usize = 4 * 1024 * 1024;

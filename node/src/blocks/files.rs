@@ -19,6 +19,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("file is over {max} bytes")]
+    TooLarge { max: usize },
 }
 
 impl From<unixfs::Error> for Error {
@@ -67,6 +69,22 @@ pub fn cat(store: &BlockStore, root: Cid, out: &mut impl Write) -> Result<u64, E
     Ok(n)
 }
 
+/// Reads the file under `root` into memory, verifying every block, refusing one over `max`
+/// bytes. The buffer is sized once from the size the root declares (when it is within `max`),
+/// so a 30 MB archive costs 30 MB, not the copies of a doubling vector.
+pub fn cat_vec(store: &BlockStore, root: Cid, max: usize) -> Result<Vec<u8>, Error> {
+    let declared = store.stat(&root)?.size.and_then(|s| usize::try_from(s).ok()).unwrap_or(0);
+    let mut out = Vec::with_capacity(declared.min(max));
+    let mut exporter = unixfs::Exporter::new(root, |c: &Cid| store.get(c).map_err(|e| e.to_string()));
+    while let Some(chunk) = exporter.next_chunk()? {
+        if out.len() + chunk.len() > max {
+            return Err(Error::TooLarge { max });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +104,16 @@ mod tests {
         let err = add(&small, &mut &data[..], layout).unwrap_err();
         assert!(matches!(err, Error::Store(store::Error::QuotaExceeded { .. })), "{err}");
         assert!(small.pins().unwrap().is_empty());
+    }
+
+    #[test]
+    fn cat_vec_reads_whole_files_and_refuses_one_over_its_cap() {
+        let store = BlockStore::memory(Default::default());
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
+        let imp = add(&store, &mut &data[..], Layout { chunk_size: 1000, max_links: 8 }).unwrap();
+        let got = cat_vec(&store, imp.root, data.len()).unwrap();
+        assert_eq!(got, data);
+        assert_eq!(got.capacity(), data.len(), "sized once from the root");
+        assert!(matches!(cat_vec(&store, imp.root, data.len() - 1), Err(Error::TooLarge { .. })));
     }
 }
