@@ -70,11 +70,15 @@ pub fn cat(store: &BlockStore, root: Cid, out: &mut impl Write) -> Result<u64, E
 }
 
 /// Reads the file under `root` into memory, verifying every block, refusing one over `max`
-/// bytes. The buffer is sized once from the size the root declares (when it is within `max`),
-/// so a 30 MB archive costs 30 MB, not the copies of a doubling vector.
+/// bytes (checked as the blocks come, whatever size the root declares).
+///
+/// The buffer grows as a vector does, on purpose: sized up front to a 30 MB archive, it stays
+/// under glibc's largest mmap threshold (32 MiB), so after the first such buffer is freed the
+/// next ones come from the threads' heaps, which keep them: measured, the member's peak RSS
+/// catching up 1 GiB went from 234 MiB to 469 MiB. Grown by doubling, it ends mmapped and goes
+/// back to the system when freed.
 pub fn cat_vec(store: &BlockStore, root: Cid, max: usize) -> Result<Vec<u8>, Error> {
-    let declared = store.stat(&root)?.size.and_then(|s| usize::try_from(s).ok()).unwrap_or(0);
-    let mut out = Vec::with_capacity(declared.min(max));
+    let mut out = Vec::new();
     let mut exporter = unixfs::Exporter::new(root, |c: &Cid| store.get(c).map_err(|e| e.to_string()));
     while let Some(chunk) = exporter.next_chunk()? {
         if out.len() + chunk.len() > max {
@@ -111,9 +115,7 @@ mod tests {
         let store = BlockStore::memory(Default::default());
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
         let imp = add(&store, &mut &data[..], Layout { chunk_size: 1000, max_links: 8 }).unwrap();
-        let got = cat_vec(&store, imp.root, data.len()).unwrap();
-        assert_eq!(got, data);
-        assert_eq!(got.capacity(), data.len(), "sized once from the root");
+        assert_eq!(cat_vec(&store, imp.root, data.len()).unwrap(), data);
         assert!(matches!(cat_vec(&store, imp.root, data.len() - 1), Err(Error::TooLarge { .. })));
     }
 }
