@@ -49,11 +49,22 @@ def create(control, name: str, encrypted: bool = False) -> dict:
     return created
 
 
+def all_messages(node, cid: str) -> list[dict]:
+    """Every message the node stores for the community, oldest first, page after page (a page
+    stops at its limit or after about 16 MiB of messages)."""
+    messages, cursor = [], None
+    while True:
+        page = node.rpc.call("messages_query", {"communityId": cid, **({"cursor": cursor} if cursor else {})})
+        messages += page["messages"]
+        cursor = page.get("cursor")
+        if not cursor:
+            return messages
+
+
 def assert_same_history(control, member, cid: str, messages: int) -> None:
     """The member holds exactly the control node's `messages` messages (no loss, no
     duplicates), and has downloaded and imported every archive of the index."""
-    ours = control.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
-    theirs = member.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
+    ours, theirs = all_messages(control, cid), all_messages(member, cid)
     assert len(ours) == messages
     assert theirs == ours, "no loss, no duplicates"
     progress = member.rpc.call("archive_importProgress", {"communityId": cid})

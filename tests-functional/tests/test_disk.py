@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from clients.rpc import RpcError
-from steps.communities import create, send
+from steps.communities import all_messages, create, send
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ARCHIVE_NODE_PRIVATE_MOUNTS") != "1",
@@ -31,7 +31,7 @@ def snapshot(root: pathlib.Path) -> dict:
 
 def stored(node, cid: str) -> tuple:
     """What a node holds: its messages of the community and its communities."""
-    messages = node.rpc.call("messages_query", {"communityId": cid, "limit": 1000})["messages"]
+    messages = all_messages(node, cid)
     return messages, node.rpc.call("community_list")
 
 
