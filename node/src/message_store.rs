@@ -208,6 +208,11 @@ fn packed_body(loc: Location) -> [u8; 1 + LOCATION_LEN] {
     b
 }
 
+/// True for a packed row: an author in the header, then the [`PACKED`] marker.
+fn is_packed(v: &[u8]) -> bool {
+    matches!(v.get(OLD_HEADER_LEN), Some(2 | 3)) && v.get(HEADER_LEN) == Some(&PACKED)
+}
+
 fn parse_row(packs: Option<&Packs>, k: &[u8], v: Value) -> Result<StoredMessage, Error> {
     let ts = key_timestamp(k)?;
     if v.len() < OLD_HEADER_LEN {
@@ -275,7 +280,8 @@ impl MessageStore {
         let mut rows = self.tree.range(&[], None);
         loop {
             let row = rows.next().transpose()?;
-            if let Some((k, v)) = row.as_ref() {
+            // A packed row (a migration resumed) is not read back from the packs.
+            if let Some((k, v)) = row.as_ref().filter(|(_, v)| !is_packed(v)) {
                 match parse_row(Some(packs), k, v.clone()) {
                     Ok(sm) if sm.packed.is_none() && sm.encoded().len() > INLINE_MAX => match sm.author() {
                         Ok(author) => {
