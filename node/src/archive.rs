@@ -7,6 +7,7 @@ pub mod format;
 pub mod importer;
 pub mod index;
 pub mod partition;
+pub mod reader;
 pub mod schedule;
 pub mod seeder;
 pub mod state;

@@ -8,6 +8,7 @@ use archive_proto::pb::archive as pb;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message as _;
 
+use super::reader::{self, Messages};
 use crate::message::{self, Message, Topic};
 
 /// Largest number of messages we decode from one archive (30 MB cap / smallest message).
@@ -24,6 +25,9 @@ pub enum Error {
     TooManyMessages,
     #[error("archive message {index}: {source}")]
     Message { index: usize, source: message::Error },
+    /// The bytes could not be read (from the block store, say): not the archive's fault.
+    #[error("reading the archive: {0}")]
+    Read(#[source] std::io::Error),
 }
 
 /// `WakuMessageArchiveMetadata`: the window and topics of an archive.
@@ -46,7 +50,7 @@ impl Metadata {
         }
     }
 
-    fn from_pb(m: Option<pb::WakuMessageArchiveMetadata>) -> Result<Self, Error> {
+    pub(super) fn from_pb(m: Option<pb::WakuMessageArchiveMetadata>) -> Result<Self, Error> {
         let m = m.ok_or_else(|| Error::Metadata("missing".into()))?;
         let topics = m
             .content_topic
@@ -130,91 +134,6 @@ impl ArchiveWriter {
     }
 }
 
-/// A top-level field of a `WakuMessageArchive` that we read, as its bytes.
-enum Field<'a> {
-    /// Field 2, `WakuMessageArchiveMetadata`.
-    Metadata(&'a [u8]),
-    /// Field 3, one `WakuMessage`.
-    Message(&'a [u8]),
-}
-
-/// Walks the top-level fields of archive bytes, skipping those we do not read (the version).
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    fn step(&mut self) -> Result<Option<Field<'a>>, Error> {
-        use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext};
-        let decode = |e: prost::DecodeError| Error::Decode(e.to_string());
-        while !self.0.is_empty() {
-            let (tag, wire_type) = decode_key(&mut self.0).map_err(decode)?;
-            if !matches!(tag, 2 | 3) {
-                skip_field(wire_type, tag, &mut self.0, DecodeContext::default()).map_err(decode)?;
-                continue;
-            }
-            if wire_type != WireType::LengthDelimited {
-                return Err(Error::Decode(format!("field {tag} is not length-delimited")));
-            }
-            let len = decode_varint(&mut self.0).map_err(decode)?;
-            if len > self.0.len() as u64 {
-                return Err(Error::Decode(format!("field {tag} of {len} bytes, {} left", self.0.len())));
-            }
-            let (field, rest) = self.0.split_at(len as usize);
-            self.0 = rest;
-            return Ok(Some(if tag == 2 { Field::Metadata(field) } else { Field::Message(field) }));
-        }
-        Ok(None)
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<Field<'a>, Error>;
-    fn next(&mut self) -> Option<Self::Item> {
-        match self.step() {
-            Ok(field) => field.map(Ok),
-            Err(e) => {
-                self.0 = &[];
-                Some(Err(e))
-            }
-        }
-    }
-}
-
-/// The messages of an archive, decoded as they are read ([`Archive::decode_lazy`]).
-pub struct Messages<'a> {
-    fields: Fields<'a>,
-    index: usize,
-    len: usize,
-}
-
-impl Messages<'_> {
-    /// How many messages the archive holds, decoded or not yet.
-    pub fn total(&self) -> usize {
-        self.len
-    }
-}
-
-impl Iterator for Messages<'_> {
-    type Item = Result<Message, Error>;
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            // The structure was checked when the count was taken: no error can come here.
-            match self.fields.next()? {
-                Ok(Field::Message(b)) => {
-                    let index = self.index;
-                    self.index += 1;
-                    let decoded = pb::WakuMessage::decode(b)
-                        .map_err(|e| message::Error::Decode(e.to_string()))
-                        .and_then(Message::try_from)
-                        .map_err(|source| Error::Message { index, source });
-                    return Some(decoded);
-                }
-                Ok(Field::Metadata(_)) => continue,
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-}
-
 /// A decoded archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Archive {
@@ -236,30 +155,15 @@ impl Archive {
         Ok((metadata, messages.collect()))
     }
 
-    /// The metadata, and the messages decoded one at a time as they are read, straight from
-    /// `bytes` (no copy of the whole archive). The archive's structure and its message count
-    /// (at most [`MAX_ARCHIVE_MESSAGES`]) are checked first, without decoding a message; then
-    /// each message is an `Err` in its place when malformed, and the rest still decode.
-    pub fn decode_lazy(bytes: &[u8]) -> Result<(Metadata, Messages<'_>), Error> {
-        let mut meta: Option<pb::WakuMessageArchiveMetadata> = None;
-        let mut count = 0usize;
-        for field in Fields(bytes) {
-            match field? {
-                // Repeated occurrences of an embedded message merge, as protobuf says.
-                Field::Metadata(b) => meta
-                    .get_or_insert_with(Default::default)
-                    .merge(b)
-                    .map_err(|e| Error::Metadata(e.to_string()))?,
-                Field::Message(_) => {
-                    count += 1;
-                    if count > MAX_ARCHIVE_MESSAGES {
-                        return Err(Error::TooManyMessages);
-                    }
-                }
-            }
-        }
-        Ok((Metadata::from_pb(meta)?, Messages { fields: Fields(bytes), index: 0, len: count }))
+    /// The metadata, and the messages decoded one at a time as they are read from `bytes`
+    /// ([`super::reader`]). The archive's structure and its message count (at most
+    /// [`MAX_ARCHIVE_MESSAGES`]) are checked first, without decoding a message; then each
+    /// message is an `Err` in its place when malformed, and the rest still decode.
+    pub fn decode_lazy(bytes: &[u8]) -> Result<(Metadata, Messages<&[u8]>), Error> {
+        let scan = reader::scan(bytes)?;
+        Ok((scan.metadata()?, Messages::new(bytes, scan.total)))
     }
+
     /// Encodes with prost (the reference the streaming writer must match).
     pub fn encode(&self) -> Vec<u8> {
         pb::WakuMessageArchive {

@@ -5,16 +5,20 @@
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-use super::format::Archive;
+use super::format::{Archive, Error as FormatError, Metadata};
+use super::reader;
+use crate::blocks::cid::Cid;
+use crate::blocks::files;
+use crate::blocks::store::BlockStore;
 use crate::community::{CommunityId, MemberKey};
 use crate::membership::{rule, Description};
-use crate::message::{self, VerifiedMessage};
+use crate::message::{self, Message, VerifiedMessage};
 use crate::message_store::{InsertOutcome, MessageStore};
 use crate::seal::{self, KeyRing};
 
 /// Messages stored per atomic batch.
 pub const BATCH: usize = 2_000;
-/// The largest archive file an import reads (into memory). Builders cap an archive at 30 MB
+/// The largest archive file an import reads (a sealed one, into memory). Builders cap an archive at 30 MB
 /// of payloads and signatures ([`super::partition::CHUNK_CAP_BYTES`]); each message's hash,
 /// topic, timestamp and framing come on top (under 2x for the smallest messages), and sealing
 /// adds a few bytes. A bigger file is skipped as undecodable rather than allocated.
@@ -69,12 +73,42 @@ pub struct Imported {
 pub enum Error {
     #[error(transparent)]
     Seal(#[from] seal::Error),
+    /// The archive does not decode: its builder made it so.
     #[error(transparent)]
-    Format(#[from] super::format::Error),
+    Format(super::format::Error),
+    /// Its bytes could not be read from the block store.
+    #[error("reading the archive: {0}")]
+    Read(#[source] std::io::Error),
+    #[error(transparent)]
+    Files(files::Error),
     #[error(transparent)]
     Store(#[from] crate::message_store::Error),
     #[error("import stopped (shutting down); it resumes at the next start")]
     Stopped,
+}
+
+impl From<FormatError> for Error {
+    fn from(e: FormatError) -> Self {
+        match e {
+            // Past the size cap: as undecodable as a malformed file.
+            FormatError::Read(e)
+                if matches!(files::Error::from_io(&e), Some(files::Error::TooLarge { .. })) =>
+            {
+                Error::Format(FormatError::Decode(e.to_string()))
+            }
+            FormatError::Read(e) => Error::Read(e),
+            other => Error::Format(other),
+        }
+    }
+}
+
+impl From<files::Error> for Error {
+    fn from(e: files::Error) -> Self {
+        match e {
+            files::Error::TooLarge { max } => Error::Format(FormatError::Decode(format!("over {max} bytes"))),
+            other => Error::Files(other),
+        }
+    }
 }
 
 /// One batch, verified: what to store, and how many messages were refused.
@@ -83,13 +117,29 @@ struct Verified {
     rejected: usize,
 }
 
-/// Imports one archive's stored bytes (blocking).
-///
-/// Two stages overlap: while one batch is written to the store, the next one's signatures
-/// are verified on `options.threads` threads.
-///
-/// With `members`, a message whose recovered author may not write at its time under that
-/// description is rejected like a forged one.
+/// Imports the archive file under `root` in `blocks` (blocking), read from the store a block
+/// at a time: a plain archive is never in memory whole. A sealed one is read whole (at most
+/// [`MAX_ARCHIVE_FILE_BYTES`]) to be opened, then imported as [`import`] does.
+pub fn import_file(
+    store: &MessageStore,
+    community: &CommunityId,
+    blocks: &BlockStore,
+    root: Cid,
+    keys: &KeyRing,
+    options: Options,
+    members: Option<&Description>,
+) -> Result<Imported, Error> {
+    let open = || files::reader(blocks, root, MAX_ARCHIVE_FILE_BYTES);
+    let scan = reader::scan(open())?;
+    if scan.sealed {
+        let raw = files::cat_vec(blocks, root, MAX_ARCHIVE_FILE_BYTES)?;
+        return import(store, community, raw, keys, options, members);
+    }
+    let metadata = scan.metadata()?;
+    run(store, community, &metadata, reader::Messages::new(open(), scan.total), options, members)
+}
+
+/// Imports one archive's bytes, sealed or plain (blocking).
 pub fn import(
     store: &MessageStore,
     community: &CommunityId,
@@ -99,8 +149,25 @@ pub fn import(
     members: Option<&Description>,
 ) -> Result<Imported, Error> {
     let plain = seal::open_owned(bytes, keys)?;
-    // Decoded as the batches are taken: the archive's bytes, and one batch in each stage.
-    let (metadata, mut messages) = Archive::decode_lazy(&plain)?;
+    let (metadata, messages) = Archive::decode_lazy(&plain)?;
+    run(store, community, &metadata, messages, options, members)
+}
+
+/// Verifies and stores `messages` of an archive with `metadata`.
+///
+/// Two stages overlap: while one batch is written to the store, the next one's signatures
+/// are verified on `options.threads` threads. In memory: one batch in each stage.
+///
+/// With `members`, a message whose recovered author may not write at its time under that
+/// description is rejected like a forged one.
+fn run(
+    store: &MessageStore,
+    community: &CommunityId,
+    metadata: &Metadata,
+    mut messages: impl Iterator<Item = Result<Message, FormatError>> + Send,
+    options: Options,
+    members: Option<&Description>,
+) -> Result<Imported, Error> {
     // A paced import stores small batches, so that it never stalls for long.
     let batch_len = options.rate.map_or(BATCH, |r| (r.get() as usize).clamp(1, BATCH));
     let (from, to) = (metadata.from, metadata.to);
@@ -110,7 +177,7 @@ pub fn import(
         members.is_none_or(|d| rule::may_store(d, &MemberKey::from_bytes(*m.author()), m.message().timestamp))
     };
     std::thread::scope(|s| {
-        let (tx, verified) = std::sync::mpsc::sync_channel::<Verified>(1);
+        let (tx, verified) = std::sync::mpsc::sync_channel::<Result<Verified, Error>>(1);
         s.spawn(move || {
             loop {
                 let (mut inside, mut refused, mut bytes) = (Vec::new(), 0usize, 0usize);
@@ -123,7 +190,13 @@ pub fn import(
                         }
                         // Malformed (skipped and counted; the rest are imported), or outside
                         // the archive's window: not what the index promised.
-                        Some(_) => refused += 1,
+                        Some(Ok(_) | Err(FormatError::Message { .. })) => refused += 1,
+                        // The bytes could not be read, or (read twice) changed: the import
+                        // stops; what was stored stays, and a retry counts it as duplicates.
+                        Some(Err(e)) => {
+                            let _ = tx.send(Err(e.into()));
+                            return;
+                        }
                     }
                 }
                 if inside.is_empty() && refused == 0 {
@@ -136,12 +209,13 @@ pub fn import(
                         _ => v.rejected += 1,
                     }
                 }
-                if tx.send(v).is_err() {
+                if tx.send(Ok(v)).is_err() {
                     return; // the store side failed
                 }
             }
         });
         for batch in verified {
+            let batch = batch?;
             out.rejected += batch.rejected;
             let InsertOutcome { inserted, duplicates } = store.insert(community, &batch.messages)?;
             out.imported += inserted;
@@ -286,6 +360,40 @@ mod tests {
             assert!(matches!(r, Err(Error::Stopped)), "{r:?}");
         });
         assert!(started.elapsed() < Duration::from_secs(2), "stopped within a slice, not after 20 s");
+    }
+
+    #[test]
+    fn an_archive_file_is_imported_from_the_block_store_plain_or_sealed() {
+        use crate::blocks::unixfs::Layout;
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let author = KeyPair::generate();
+        let mut w = ArchiveWriter::new(&Metadata { from: 0, to: 1000, topics: vec![] });
+        for i in 0..50u64 {
+            let m = Message::new_signed(&author, &c, Topic::from_name("t"), i, vec![i as u8; 900]);
+            w.push_encoded(&m.encode());
+        }
+        let plain = w.finish();
+        let key = crate::crypto::ArchiveKey::generate();
+        let layout = Layout { chunk_size: 4096, max_links: 4 };
+        let blocks = BlockStore::memory(Default::default());
+        let plain_root = files::add(&blocks, &mut &plain[..], layout).unwrap().root;
+        let sealed_root = files::add(&blocks, &mut &seal::seal(&key, &plain)[..], layout).unwrap().root;
+        let opts = Options { threads: 2, rate: None, stop: None };
+
+        let store = MessageStore::open(&Db::memory()).unwrap();
+        let got = import_file(&store, &c, &blocks, plain_root, &KeyRing::default(), opts, None).unwrap();
+        assert_eq!(got, Imported { imported: 50, duplicates: 0, rejected: 0 });
+
+        let store = MessageStore::open(&Db::memory()).unwrap();
+        let no_key = import_file(&store, &c, &blocks, sealed_root, &KeyRing::default(), opts, None);
+        assert!(matches!(no_key, Err(Error::Seal(seal::Error::NoKey { .. }))), "{no_key:?}");
+        let got = import_file(&store, &c, &blocks, sealed_root, &KeyRing::single(key), opts, None).unwrap();
+        assert_eq!(got.imported, 50);
+
+        // A block missing from the store is the store's failure, not a malformed archive.
+        let partial = BlockStore::memory(Default::default());
+        let missing = import_file(&store, &c, &partial, plain_root, &KeyRing::default(), opts, None);
+        assert!(matches!(missing, Err(Error::Read(_))), "{missing:?}");
     }
 
     #[test]

@@ -89,6 +89,67 @@ pub fn cat_vec(store: &BlockStore, root: Cid, max: usize) -> Result<Vec<u8>, Err
     Ok(out)
 }
 
+/// The file under `root` as a stream ([`std::io::BufRead`]), a block at a time, verifying every
+/// block, failing past `max` bytes (checked as the blocks come, whatever size the root
+/// declares). A failure is an [`std::io::Error`] holding this module's [`Error`].
+pub fn reader(store: &BlockStore, root: Cid, max: usize) -> Reader<'_> {
+    let get: BlockSource<'_> = Box::new(move |c: &Cid| store.get(c).map_err(|e| e.to_string()));
+    Reader { exporter: unixfs::Exporter::new(root, get), chunk: Vec::new(), pos: 0, read: 0, max }
+}
+
+type BlockSource<'a> = Box<dyn FnMut(&Cid) -> Result<Option<Vec<u8>>, String> + Send + 'a>;
+
+/// See [`reader`].
+pub struct Reader<'a> {
+    exporter: unixfs::Exporter<BlockSource<'a>>,
+    /// The current block's file bytes, consumed up to `pos`.
+    chunk: Vec<u8>,
+    pos: usize,
+    /// File bytes produced so far.
+    read: usize,
+    max: usize,
+}
+
+impl Error {
+    /// This module's error inside an [`std::io::Error`] made by [`Reader`], if it is one.
+    pub fn from_io(e: &std::io::Error) -> Option<&Error> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Error>())
+    }
+}
+
+impl std::io::BufRead for Reader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos == self.chunk.len() {
+            match self.exporter.next_chunk().map_err(|e| std::io::Error::other(Error::from(e)))? {
+                None => return Ok(&[]),
+                Some(chunk) => {
+                    self.read += chunk.len();
+                    if self.read > self.max {
+                        return Err(std::io::Error::other(Error::TooLarge { max: self.max }));
+                    }
+                    (self.chunk, self.pos) = (chunk, 0);
+                }
+            }
+        }
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.chunk.len());
+    }
+}
+
+impl Read for Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +169,21 @@ mod tests {
         let err = add(&small, &mut &data[..], layout).unwrap_err();
         assert!(matches!(err, Error::Store(store::Error::QuotaExceeded { .. })), "{err}");
         assert!(small.pins().unwrap().is_empty());
+    }
+
+    #[test]
+    fn reader_streams_whole_files_and_fails_past_its_cap() {
+        let store = BlockStore::memory(Default::default());
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let imp = add(&store, &mut &data[..], Layout { chunk_size: 1000, max_links: 4 }).unwrap();
+        let mut out = Vec::new();
+        reader(&store, imp.root, data.len()).read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        let e = reader(&store, imp.root, data.len() - 1).read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(matches!(Error::from_io(&e), Some(Error::TooLarge { .. })), "{e}");
+        let missing = BlockStore::memory(Default::default());
+        let e = reader(&missing, imp.root, data.len()).read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(matches!(Error::from_io(&e), Some(Error::UnixFs(_))), "{e}");
     }
 
     #[test]

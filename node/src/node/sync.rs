@@ -265,14 +265,7 @@ impl Node {
                 let root: Cid = entry.cid.parse().map_err(|e| archive_err(&aid, e))?;
                 let members = members.as_ref().map(|m| &m.description);
                 let options = importer::Options { threads: importer::threads(), rate, stop: Some(&n.cancel) };
-                let imported = match crate::blocks::files::cat_vec(&n.blocks, root, importer::MAX_ARCHIVE_FILE_BYTES) {
-                    Ok(raw) => importer::import(&n.messages, &id, raw, &keys, options, members),
-                    // Bigger than any archive a builder makes: not read into memory.
-                    Err(crate::blocks::files::Error::TooLarge { max }) => {
-                        Err(importer::Error::Format(crate::archive::format::Error::Decode(format!("over {max} bytes"))))
-                    }
-                    Err(e) => return Err(archive_err(&aid, e)),
-                };
+                let imported = importer::import_file(&n.messages, &id, &n.blocks, root, &keys, options, members);
                 let outcome = match imported {
                     Ok(o) => o,
                     // Its blocks hash right, yet it does not decode: its builder made it so. It
