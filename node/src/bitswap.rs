@@ -72,6 +72,8 @@ pub struct Usage {
     pub outbound_kib: u64,
     /// Peers whose answers were dropped because they did not read them.
     pub peers_dropped_not_reading: u64,
+    /// KiB of received blocks not yet stored (at most [`client::RECEIVE_BUDGET_KIB`]).
+    pub received_unstored_kib: u64,
 }
 
 /// What Bitswap reports to the node.
@@ -139,6 +141,7 @@ impl Bitswap {
             streams_refused: self.refused.load(Ordering::Relaxed),
             outbound_kib,
             peers_dropped_not_reading,
+            received_unstored_kib: self.registry.budget_used_kib() as u64,
         }
     }
 

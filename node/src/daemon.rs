@@ -295,6 +295,11 @@ fn budgets_text(node: &Node) -> String {
             "Bytes of Bitswap answers queued for peers.",
             b.bitswap.outbound_kib * 1024,
         ),
+        gauge(
+            "bitswap_received_unstored_bytes",
+            "Bytes of received blocks not yet stored (one budget for every fetch).",
+            b.bitswap.received_unstored_kib * 1024,
+        ),
         counter(
             "bitswap_peers_dropped_not_reading_total",
             "Peers whose answers were dropped because they did not read.",

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::message::{Message, Want, WantType};
 use super::outbox::Outboxes;
@@ -32,6 +32,11 @@ pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TIMEOUTS: u32 = 3;
 /// Events buffered per session (each may hold a block of up to 2 MiB).
 const SESSION_QUEUE: usize = 16;
+/// Received blocks not yet stored, across every session, in KiB: queued for a session,
+/// pending in its batch, or being written. One session streams at full speed with a batch
+/// written while the next fills (2 x [`FLUSH_BYTES`]); the rest lets blocks queue meanwhile.
+/// Past it, the streams that bring more blocks wait: the peers' sends back up into TCP.
+pub const RECEIVE_BUDGET_KIB: usize = 40 * 1024;
 
 /// Errors of a fetch.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +82,8 @@ pub struct FetchStats {
 /// An event routed to a session.
 #[derive(Debug)]
 pub(super) enum SessionEvent {
-    Block(PeerId, Block),
+    /// With its share of the receive budget, returned when the block is stored or dropped.
+    Block(PeerId, Block, Option<OwnedSemaphorePermit>),
     DontHave(PeerId, Cid),
     /// A block the session did not want, from this peer.
     Unsolicited(PeerId),
@@ -138,14 +144,43 @@ impl ClosedWants {
 }
 
 /// Routes incoming blocks and presences to the sessions waiting for them.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct Registry {
     sessions: Arc<Mutex<HashMap<u64, Entry>>>,
     closed: Arc<Mutex<ClosedWants>>,
     next: Arc<AtomicU64>,
+    /// [`RECEIVE_BUDGET_KIB`], in KiB permits.
+    budget: Arc<Semaphore>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::with_budget(RECEIVE_BUDGET_KIB)
+    }
 }
 
 impl Registry {
+    fn with_budget(kib: usize) -> Self {
+        Self {
+            sessions: Default::default(),
+            closed: Default::default(),
+            next: Default::default(),
+            budget: Arc::new(Semaphore::new(kib)),
+        }
+    }
+
+    /// KiB of the receive budget in use.
+    pub fn budget_used_kib(&self) -> usize {
+        RECEIVE_BUDGET_KIB.saturating_sub(self.budget.available_permits())
+    }
+
+    /// Waits for `bytes` of the receive budget (a block larger than the whole budget takes
+    /// all of it).
+    async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = bytes.div_ceil(1024).clamp(1, RECEIVE_BUDGET_KIB) as u32;
+        self.budget.clone().acquire_many_owned(kib).await.ok()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -210,7 +245,9 @@ impl Registry {
             return;
         }
         for tx in wanting {
-            let _ = tx.send(SessionEvent::Block(peer, block.clone())).await;
+            // Each wanting session holds its own copy until it is stored.
+            let share = self.reserve(block.data().len()).await;
+            let _ = tx.send(SessionEvent::Block(peer, block.clone(), share)).await;
         }
     }
 
@@ -292,6 +329,7 @@ pub(super) async fn fetch(
         bad: Vec::new(),
         pending: Vec::new(),
         pending_bytes: 0,
+        pending_budget: Vec::new(),
         writing: None,
         stats: FetchStats { root: root.to_string(), ..Default::default() },
         progress: Progress::default(),
@@ -376,6 +414,8 @@ struct Session {
     /// Received, not yet stored.
     pending: Vec<Block>,
     pending_bytes: usize,
+    /// The receive budget the pending blocks hold, returned once they are written.
+    pending_budget: Vec<OwnedSemaphorePermit>,
     /// The batch being written (at most one, so memory stays at two batches).
     writing: Option<tokio::task::JoinHandle<Result<(), Error>>>,
     stats: FetchStats,
@@ -457,7 +497,7 @@ impl Session {
         guard: &mut Guard,
     ) -> Result<(), Error> {
         match ev {
-            SessionEvent::Block(peer, block) => {
+            SessionEvent::Block(peer, block, share) => {
                 let c = *block.cid();
                 if guard.in_flight.remove(&c).is_none() {
                     // Already received from another peer, or a late answer to a moved want.
@@ -506,6 +546,7 @@ impl Session {
                 tracing::trace!(%peer, cid = %c, "block received");
                 self.pending_bytes += block.data().len();
                 self.pending.push(block);
+                self.pending_budget.extend(share);
             }
             SessionEvent::DontHave(peer, c) => {
                 if guard.in_flight.get(&c).is_some_and(|(p, _)| *p == peer) {
@@ -589,9 +630,14 @@ impl Session {
         }
         self.wait_written().await?;
         let blocks = std::mem::take(&mut self.pending);
+        let budget = std::mem::take(&mut self.pending_budget);
         self.pending_bytes = 0;
         let store = store.clone();
-        self.writing = Some(tokio::spawn(blocking(store, move |st| st.put_many(&blocks).map(|_| ()))));
+        self.writing = Some(tokio::spawn(blocking(store, move |st| {
+            let written = st.put_many(&blocks).map(|_| ());
+            drop((blocks, budget));
+            written
+        })));
         Ok(())
     }
 
@@ -643,6 +689,32 @@ mod tests {
         registry.close(a);
         registry.on_block(peer, z).await;
         assert!(b_rx.try_recv().is_err(), "no other session blames the peer");
+    }
+
+    #[tokio::test]
+    async fn received_blocks_wait_for_the_budget_until_earlier_ones_are_stored() {
+        let registry = Registry::with_budget(2);
+        let peer = PeerId::random();
+        let (a, mut a_rx) = registry.open();
+        let (x, y) = (block(&[1; 2000]), block(&[2; 2000]));
+        registry.want(a, peer, *x.cid());
+        registry.want(a, peer, *y.cid());
+        registry.on_block(peer, x).await;
+        let Ok(SessionEvent::Block(_, _, Some(share))) = a_rx.try_recv() else {
+            panic!("x routed with its share")
+        };
+        assert_eq!(registry.budget.available_permits(), 0, "x holds the whole budget");
+        let second = tokio::spawn({
+            let registry = registry.clone();
+            async move { registry.on_block(peer, y).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await; // the router's task runs as far as it can
+        }
+        assert!(a_rx.try_recv().is_err(), "y waits while x is unstored");
+        drop(share); // x stored
+        second.await.unwrap();
+        assert!(matches!(a_rx.try_recv(), Ok(SessionEvent::Block(_, _, Some(_)))), "then y comes");
     }
 
     #[test]
