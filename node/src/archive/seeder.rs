@@ -69,8 +69,31 @@ pub enum Event {
 pub enum Error {
     #[error("community {0} is not controlled by this node")]
     NotControlled(String),
+    #[error("community record: {0}")]
+    Record(#[from] crate::communities::Error),
+    #[error("membership: {0}")]
+    Membership(#[from] crate::membership::store::Error),
+    #[error("building archives: {0}")]
+    Build(#[from] super::builder::Error),
+    #[error("archive state: {0}")]
+    State(#[from] super::state::Error),
+    #[error("block store: {0}")]
+    Blocks(#[from] crate::blocks::store::Error),
+    #[error("storing the merged index: {0}")]
+    Sink(#[source] super::builder::SinkError),
     #[error("{0}")]
-    Failed(String),
+    Index(#[from] super::index::ReadError),
+    #[error("network: {0}")]
+    Network(#[from] network::Error),
+    #[error("the announced index {cid} is not a CID: {reason}")]
+    Cid { cid: String, reason: String },
+    #[error("a storage task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Parses a CID an index or announcement names.
+fn parse_cid(cid: &str) -> Result<crate::blocks::cid::Cid, Error> {
+    cid.parse().map_err(|e| Error::Cid { cid: cid.to_string(), reason: format!("{e}") })
 }
 
 fn now() -> Duration {
@@ -101,8 +124,7 @@ impl Seeder {
     pub async fn round(&self, community: CommunityId) -> Result<Outcome, Error> {
         let record = self
             .communities
-            .get(&community)
-            .map_err(|e| Error::Failed(e.to_string()))?
+            .get(&community)?
             .filter(|r| r.control_secret.is_some())
             .ok_or_else(|| Error::NotControlled(community.to_string()))?;
         let _ = self.events.send(Event::Creating { community });
@@ -114,11 +136,10 @@ impl Seeder {
     }
 
     async fn build_and_announce(&self, record: Record) -> Result<Outcome, Error> {
-        let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
-        let description =
-            self.membership.description(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let community = record.community_id()?;
+        let description = self.membership.description(&community)?;
         let members = description.as_ref().map(|d| std::sync::Arc::new(d.description.clone()));
-        let held = record.keys().map_err(|e| Error::Failed(e.to_string()))?;
+        let held = record.keys()?;
         let key = keys::current(&held, members.as_deref()).cloned();
         let params = Params {
             community,
@@ -131,10 +152,8 @@ impl Seeder {
         };
         let (builder, blocks) =
             (Builder::new(self.messages.clone(), self.state.clone()), self.blocks.clone());
-        let outcome = tokio::task::spawn_blocking(move || builder.run(&params, &mut StoreSink::new(blocks)))
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?
-            .map_err(|e| Error::Failed(e.to_string()))?;
+        let outcome =
+            tokio::task::spawn_blocking(move || builder.run(&params, &mut StoreSink::new(blocks))).await??;
         let Some(index_cid) = outcome.index_cid.clone() else {
             let _ = self.events.send(Event::NoneCreated { community, from: outcome.from, to: outcome.to });
             return Ok(outcome);
@@ -165,32 +184,22 @@ impl Seeder {
     /// have: merge it into ours (union by archive id) so racing devices never drop an archive.
     /// Returns the CID to announce.
     async fn merge_other_device(&self, record: &Record, ours: String) -> Result<String, Error> {
-        let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
-        let accepted = self.state.accepted(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let community = record.community_id()?;
+        let accepted = self.state.accepted(&community)?;
         let Some(theirs) = accepted.map(|s| s.announcement.cid) else {
             return Ok(ours);
         };
         if theirs == ours {
             return Ok(ours);
         }
-        let theirs_cid: crate::blocks::cid::Cid =
-            theirs.parse().map_err(|e| Error::Failed(format!("{e}")))?;
+        let theirs_cid = parse_cid(&theirs)?;
         let complete = {
             let blocks = self.blocks.clone();
-            tokio::task::spawn_blocking(move || blocks.is_complete(&theirs_cid))
-                .await
-                .map_err(|e| Error::Failed(e.to_string()))?
-                .map_err(|e| Error::Failed(e.to_string()))?
+            tokio::task::spawn_blocking(move || blocks.is_complete(&theirs_cid)).await??
         };
         if !complete {
-            let peers: Vec<_> = self
-                .network
-                .peers()
-                .await
-                .map_err(|e| Error::Failed(e.to_string()))?
-                .iter()
-                .filter_map(|p| p.peer_id.parse().ok())
-                .collect();
+            let peers: Vec<_> =
+                self.network.peers().await?.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
             let (tx, _rx) = tokio::sync::watch::channel(crate::bitswap::Progress::default());
             match tokio::time::timeout(MERGE_FETCH_TIMEOUT, self.bitswap.fetch(theirs_cid, peers, tx)).await {
                 Ok(Ok(_)) => {}
@@ -205,16 +214,13 @@ impl Seeder {
             }
         }
         let (blocks, state) = (self.blocks.clone(), self.state.clone());
-        let key = record.keys().map_err(|e| Error::Failed(e.to_string()))?;
-        let description =
-            self.membership.description(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let key = record.keys()?;
+        let description = self.membership.description(&community)?;
         let current = keys::current(&key, description.as_ref().map(|d| &d.description)).cloned();
-        let ours_cid: crate::blocks::cid::Cid = ours.parse().map_err(|e| Error::Failed(format!("{e}")))?;
+        let ours_cid = parse_cid(&ours)?;
         tokio::task::spawn_blocking(move || -> Result<String, Error> {
             let ring: KeyRing = key.iter().cloned().collect();
-            let read = |cid| -> Result<Index, Error> {
-                super::index::read(&blocks, cid, &ring).map_err(|e| Error::Failed(e.to_string()))
-            };
+            let read = |cid| -> Result<Index, Error> { Ok(super::index::read(&blocks, cid, &ring)?) };
             let mut merged = read(ours_cid)?;
             let before = merged.archives.len();
             merged.merge(&read(theirs_cid)?);
@@ -227,37 +233,26 @@ impl Seeder {
                 None => plain,
             };
             let mut sink = StoreSink::new(blocks.clone());
-            let merged_cid = sink.put(&bytes).map_err(|e| Error::Failed(e.to_string()))?;
+            let merged_cid = sink.put(&bytes).map_err(Error::Sink)?;
             // Our un-merged index is superseded; later rounds build on the merged entries.
-            blocks.unpin(&ours_cid).map_err(|e| Error::Failed(e.to_string()))?;
+            blocks.unpin(&ours_cid)?;
             let entries: Vec<_> = merged.archives.into_iter().collect();
             // end 0: last_archive_end only moves forward, so it stays where this round put it.
-            state
-                .commit_round(&community, &entries, Some(&merged_cid), 0)
-                .map_err(|e| Error::Failed(e.to_string()))?;
+            state.commit_round(&community, &entries, Some(&merged_cid), 0)?;
             Ok(merged_cid)
         })
-        .await
-        .map_err(|e| Error::Failed(e.to_string()))?
+        .await?
     }
 
     /// Signs and publishes an announcement of `index_cid` with the next clock.
     async fn announce(&self, record: &Record, index_cid: String) -> Result<(), Error> {
-        let community = record.community_id().map_err(|e| Error::Failed(e.to_string()))?;
-        let key = record
-            .control_key()
-            .map_err(|e| Error::Failed(e.to_string()))?
-            .ok_or_else(|| Error::NotControlled(community.to_string()))?;
-        let mut clock = self.state.clock(&community).map_err(|e| Error::Failed(e.to_string()))?;
+        let community = record.community_id()?;
+        let key = record.control_key()?.ok_or_else(|| Error::NotControlled(community.to_string()))?;
+        let mut clock = self.state.clock(&community)?;
         let a = Announcement { clock: clock.issue(now().as_millis() as u64), cid: index_cid };
         let signed = announce::sign(&key, &a);
-        self.state
-            .accept_announcement(&community, &signed.bytes, clock)
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        self.network
-            .publish(gossip::archives_topic(&community), signed.bytes)
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))
+        self.state.accept_announcement(&community, &signed.bytes, clock)?;
+        Ok(self.network.publish(gossip::archives_topic(&community), signed.bytes).await?)
     }
 
     /// Runs rounds when due and re-publishes, until cancelled.
