@@ -7,6 +7,7 @@
 //! - [`seal`]: sealed bytes of encrypted communities and their key ring;
 //! - [`membership`]: community descriptions, who may write at a time, join requests (pure, but
 //!   for its store);
+//! - [`malloc`]: giving freed memory back to the system;
 //! - [`db`]: the embedded key-value database (the only module that imports sled);
 //! - [`packs`]: append-only pack files for the bytes too large for the database;
 //! - [`message_store`]: verified messages ordered by community and time;
@@ -37,6 +38,7 @@ pub mod db;
 pub mod envelope;
 pub mod gossip;
 pub mod json;
+pub mod malloc;
 pub mod membership;
 pub mod message;
 pub mod message_store;

@@ -18,6 +18,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 const MAGIC: u8 = 0xb1;
 const RECORD_HEADER: usize = 1 + 1 + 4;
+/// Bytes a pack file's writer gathers before a write: records of blocks (1 MiB) and of large
+/// messages bypass it; small ones are coalesced. Each open pack store holds one.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
 /// Bytes of an encoded [`Location`].
 pub const LOCATION_LEN: usize = 16;
 
@@ -102,7 +106,7 @@ impl Packs {
     fn create_segment(dir: &Path, id: u32) -> Result<Active, Error> {
         let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, id))?;
         let len = file.metadata()?.len();
-        Ok(Active { id, file: BufWriter::with_capacity(4 * 1024 * 1024, file), len })
+        Ok(Active { id, file: BufWriter::with_capacity(WRITE_BUFFER, file), len })
     }
 
     /// Appends records `(key, data)` and syncs them; returns their locations.

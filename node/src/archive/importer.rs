@@ -218,6 +218,9 @@ fn run(
             let batch = batch?;
             out.rejected += batch.rejected;
             let InsertOutcome { inserted, duplicates } = store.insert(community, &batch.messages)?;
+            drop(batch);
+            // Its messages went through memory on several threads: give the freed pages back.
+            crate::malloc::trim();
             out.imported += inserted;
             out.duplicates += duplicates;
             if let Some(rate) = options.rate {
