@@ -4,6 +4,7 @@ Run inside `unshare -n` by scripts/bench.sh.
 """
 
 import base64
+import os
 import pathlib
 import random
 import statistics
@@ -17,7 +18,8 @@ sys.path.insert(0, str(ROOT / "tests-functional"))
 from clients.daemon import Daemon  # noqa: E402
 from clients.signals import SignalListener  # noqa: E402
 
-BIN = str(ROOT / "target" / "release" / "archive-node")
+# BENCH_BIN: another binary (or a wrapper, e.g. one that runs it under heaptrack).
+BIN = os.environ.get("BENCH_BIN", str(ROOT / "target" / "release" / "archive-node"))
 
 
 def start(n: int, work: pathlib.Path, config: str, prefix: str = "d") -> list[Daemon]:
