@@ -44,7 +44,7 @@ pub async fn read(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<Messag
     }
     let mut buf = vec![0u8; len];
     stream.read_exact(&mut buf).await?;
-    Ok(Some(Message::decode(&buf)?))
+    Ok(Some(Message::decode(buf)?))
 }
 
 /// [`read`] with deadlines: the next message must start within `idle`, and each
@@ -70,7 +70,7 @@ pub async fn read_timed(
     for chunk in buf.chunks_mut(STEP) {
         tokio::time::timeout(stall, stream.read_exact(chunk)).await.map_err(|_| Error::Stalled(stall))??;
     }
-    Ok(Some(Message::decode(&buf)?))
+    Ok(Some(Message::decode(buf)?))
 }
 
 /// [`write`] with a deadline per [`STEP`]: a peer that stops reading fails the write within

@@ -70,8 +70,11 @@ impl Message {
 
     /// About how many bytes the message takes (its block data, and ~40 bytes a want or presence).
     pub fn byte_len(&self) -> usize {
-        self.blocks.iter().map(|b| b.data().len()).sum::<usize>()
-            + 40 * (self.wants.len() + self.presences.len())
+        self.block_bytes() + 40 * (self.wants.len() + self.presences.len())
+    }
+
+    fn block_bytes(&self) -> usize {
+        self.blocks.iter().map(|b| b.data().len()).sum()
     }
 
     /// Protobuf encoding (1.2.0: blocks as prefix + data).
@@ -99,10 +102,7 @@ impl Message {
             payload: self
                 .blocks
                 .iter()
-                .map(|b| pb::message::Block {
-                    prefix: prefix(b.cid()).into(),
-                    data: b.data().to_vec().into(),
-                })
+                .map(|b| pb::message::Block { prefix: prefix(b.cid()).into(), data: b.bytes().clone() })
                 .collect(),
             block_presences: self
                 .presences
@@ -121,7 +121,12 @@ impl Message {
     }
 
     /// Decodes a message (already bounded in size by the framing).
-    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+    ///
+    /// The blocks are slices of `bytes`, not copies, when they make most of it; otherwise they
+    /// are copied, so that a small block never keeps a large message alive.
+    pub fn decode(bytes: impl Into<bytes::Bytes>) -> Result<Self, Error> {
+        let bytes = bytes.into();
+        let len = bytes.len();
         let m = pb::Message::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
         let entries = m.wantlist.as_ref().map_or(0, |w| w.entries.len());
         if entries > MAX_ENTRIES {
@@ -152,14 +157,14 @@ impl Message {
                 return Err(Error::Decode(format!("block of {} bytes", data.len())));
             }
             let c = Cid::new_v0(Code::Sha2_256.digest(&data)).map_err(|e| Error::Decode(e.to_string()))?;
-            out.blocks.push(Block::computed(c, data.to_vec()));
+            out.blocks.push(Block::computed(c, data));
         }
         for b in m.payload {
             if b.data.len() > MAX_BLOCK_SIZE {
                 return Err(Error::Decode(format!("block of {} bytes", b.data.len())));
             }
             match cid_of(&b.prefix, &b.data)? {
-                Some(c) => out.blocks.push(Block::computed(c, b.data.to_vec())),
+                Some(c) => out.blocks.push(Block::computed(c, b.data)),
                 None => out.unsupported_blocks += 1,
             }
         }
@@ -171,6 +176,11 @@ impl Message {
                 Presence::Have
             };
             out.presences.push((c, presence));
+        }
+        if out.block_bytes() < len / 2 {
+            for b in &mut out.blocks {
+                *b = Block::computed(*b.cid(), bytes::Bytes::copy_from_slice(b.data()));
+            }
         }
         Ok(out)
     }
@@ -212,6 +222,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn blocks_are_slices_of_the_message_unless_they_are_a_small_part_of_it() {
+        let within = |b: &Block, buf: &bytes::Bytes| {
+            let (p, start) = (b.data().as_ptr() as usize, buf.as_ptr() as usize);
+            p >= start && p < start + buf.len()
+        };
+        let big = Block::verify(cid::raw(&[3; 100_000]), vec![3; 100_000]).unwrap();
+        let buf = bytes::Bytes::from(Message { blocks: vec![big], ..Default::default() }.encode());
+        let m = Message::decode(buf.clone()).unwrap();
+        assert!(within(&m.blocks[0], &buf), "a block that is most of the message is not copied");
+
+        let small = Block::verify(cid::raw(b"tiny"), b"tiny".to_vec()).unwrap();
+        let wants = (0..2000u32)
+            .map(|i| Want {
+                cid: cid::raw(&i.to_be_bytes()),
+                priority: 1,
+                cancel: false,
+                want_type: WantType::Block,
+                send_dont_have: false,
+            })
+            .collect();
+        let buf = bytes::Bytes::from(Message { wants, blocks: vec![small], ..Default::default() }.encode());
+        let m = Message::decode(buf.clone()).unwrap();
+        assert_eq!(m.blocks[0].data(), b"tiny");
+        assert!(!within(&m.blocks[0], &buf), "a small block does not keep the whole message alive");
+    }
+
+    #[test]
     fn round_trip() {
         let b = Block::verify(cid::raw(b"leaf"), b"leaf".to_vec()).unwrap();
         let m = Message {
@@ -227,7 +264,7 @@ mod tests {
             presences: vec![(cid::raw(b"y"), Presence::DontHave)],
             unsupported_blocks: 0,
         };
-        assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        assert_eq!(Message::decode(m.encode()).unwrap(), m);
     }
 
     #[test]
@@ -240,7 +277,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let m = Message::decode(&lie.encode_to_vec()).unwrap();
+        let m = Message::decode(lie.encode_to_vec()).unwrap();
         assert_eq!(m.blocks.len(), 1);
         assert_ne!(m.blocks[0].cid(), &wanted);
         assert_eq!(m.blocks[0].cid(), &cid::raw(b"other bytes"));
@@ -248,7 +285,7 @@ mod tests {
 
     #[test]
     fn limits_and_garbage() {
-        assert!(Message::decode(&[0xff, 0xff]).is_err());
+        assert!(Message::decode(vec![0xff, 0xff]).is_err());
         let many = pb::Message {
             wantlist: Some(pb::message::Wantlist {
                 entries: vec![
@@ -262,8 +299,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(matches!(Message::decode(&many.encode_to_vec()), Err(Error::TooMany(_))));
+        assert!(matches!(Message::decode(many.encode_to_vec()), Err(Error::TooMany(_))));
         let big = pb::Message { blocks: vec![vec![0u8; MAX_BLOCK_SIZE + 1].into()], ..Default::default() };
-        assert!(Message::decode(&big.encode_to_vec()).is_err());
+        assert!(Message::decode(big.encode_to_vec()).is_err());
     }
 }

@@ -365,7 +365,7 @@ mod tests {
     fn import_mem(bytes: &[u8], layout: Layout) -> (Imported, HashMap<Cid, Vec<u8>>) {
         let mut blocks = HashMap::new();
         let mut sink = |b: Block| {
-            blocks.insert(*b.cid(), b.into_data());
+            blocks.insert(*b.cid(), b.into_data().to_vec());
             Ok(())
         };
         let imp = import(&mut &bytes[..], layout, &mut sink).unwrap();
