@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Client, Command, PeerInfo, Status, COMMAND_QUEUE};
+use super::pending::Pending;
 use super::{Config, Error, Event};
 
 /// Bound of the event broadcast: a subscriber this far behind loses the oldest events.
@@ -35,9 +36,6 @@ fn yamux_config() -> yamux::Config {
 
 /// Community state requests from peers awaiting our answer (more are refused).
 const PENDING_INBOUND_REQUESTS: usize = 1024;
-
-/// Publishes waiting for a subscribed peer, per topic (older ones dropped past this).
-const PENDING_PUBLISHES: usize = 256;
 
 /// A started network.
 pub struct Started {
@@ -104,7 +102,7 @@ pub async fn start(
         pending_dials: HashMap::new(),
         pending_provides: HashMap::new(),
         pending_providers: HashMap::new(),
-        pending_publishes: HashMap::new(),
+        pending_publishes: Pending::default(),
         pending_requests: HashMap::new(),
         inbound_requests: HashMap::new(),
         next_inbound: 0,
@@ -141,7 +139,7 @@ struct EventLoop {
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<Result<(), Error>>>,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, ProvidersReply)>,
     /// Publishes made before any peer subscribed to their topic, flushed on `Subscribed`.
-    pending_publishes: HashMap<gossipsub::TopicHash, std::collections::VecDeque<Vec<u8>>>,
+    pending_publishes: Pending,
     pending_requests: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, Error>>>,
     inbound_requests: HashMap<u64, request_response::ResponseChannel<Vec<u8>>>,
     next_inbound: u64,
@@ -251,7 +249,7 @@ impl EventLoop {
                     }
                 } else {
                     self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
-                    self.pending_publishes.remove(&t.hash());
+                    self.pending_publishes.take(&t.hash());
                 }
             }
             Command::Publish { topic, data, reply } => {
@@ -259,12 +257,10 @@ impl EventLoop {
                 let r = match self.swarm.behaviour_mut().gossipsub.publish(t.clone(), data.clone()) {
                     Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(()),
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
-                        let q = self.pending_publishes.entry(t.hash()).or_default();
-                        if q.len() == PENDING_PUBLISHES {
-                            q.pop_front();
-                            tracing::warn!(topic = %t, "too many publishes waiting for a peer: oldest dropped");
+                        let dropped = self.pending_publishes.push(t.hash(), data);
+                        if dropped > 0 {
+                            tracing::debug!(topic = %t, dropped, "publishes waiting for a peer over their bounds (256, 4 MiB): oldest dropped; archives carry them");
                         }
-                        q.push_back(data);
                         Ok(())
                     }
                     Err(e) => Err(Error::Gossip(e.to_string())),
@@ -468,7 +464,7 @@ impl EventLoop {
                 }
             }
             gossipsub::Event::Subscribed { topic, .. } => {
-                let Some(queued) = self.pending_publishes.remove(&topic) else { return };
+                let Some(queued) = self.pending_publishes.take(&topic) else { return };
                 for data in queued {
                     let t = gossipsub::TopicHash::from_raw(topic.as_str());
                     if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(t, data) {
