@@ -23,8 +23,6 @@ import bench_daemons as bd
 PAYLOAD = 256 * 1024
 # The benchmark's one author sends its whole history at once: no per-author rate limit.
 NO_RATE_LIMIT = "[membership]\nmax_messages_per_author_per_minute = 0\n"
-# network::GOSSIP_HISTORY_HEARTBEATS heartbeats of the default 1 s, and a margin.
-GOSSIP_CACHE_SECONDS = 12
 
 
 def seed_history(control, cid: str, mib: int) -> tuple[int, int]:
@@ -132,10 +130,6 @@ def memory() -> dict:
             cid, invite = bd.create_community(control, "memory-bench")
             archives, size = seed_history(control, cid, mib)
             control_rss = bd.rss_mib(control)
-            # The member joins once gossipsub's cache of the sent messages expired (10 heartbeats
-            # of 1 s), so that what it holds is its catch-up from archives, not the last seconds
-            # of the send burst offered to it by gossip (bounded by time and rate limits).
-            time.sleep(GOSSIP_CACHE_SECONDS)
             member.rpc.call("node_connect", {"multiaddr": control.addr})
             listener = bd.SignalListener(member.url, member.token)
             seconds = catch_up([member], [listener], invite)
