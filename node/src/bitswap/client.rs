@@ -151,6 +151,7 @@ pub(super) struct Registry {
     next: Arc<AtomicU64>,
     /// [`RECEIVE_BUDGET_KIB`], in KiB permits.
     budget: Arc<Semaphore>,
+    budget_kib: usize,
 }
 
 impl Default for Registry {
@@ -166,18 +167,19 @@ impl Registry {
             closed: Default::default(),
             next: Default::default(),
             budget: Arc::new(Semaphore::new(kib)),
+            budget_kib: kib,
         }
     }
 
     /// KiB of the receive budget in use.
     pub fn budget_used_kib(&self) -> usize {
-        RECEIVE_BUDGET_KIB.saturating_sub(self.budget.available_permits())
+        self.budget_kib.saturating_sub(self.budget.available_permits())
     }
 
     /// Waits for `bytes` of the receive budget (a block larger than the whole budget takes
     /// all of it).
     async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let kib = bytes.div_ceil(1024).clamp(1, RECEIVE_BUDGET_KIB) as u32;
+        let kib = bytes.div_ceil(1024).clamp(1, self.budget_kib) as u32;
         self.budget.clone().acquire_many_owned(kib).await.ok()
     }
 

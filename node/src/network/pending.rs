@@ -25,21 +25,18 @@ pub struct Pending {
 impl Pending {
     /// Keeps `data` for `topic`, dropping the oldest past the bounds; returns how many it dropped.
     pub fn push(&mut self, topic: TopicHash, data: Vec<u8>) -> usize {
+        if data.len() > MAX_BYTES_PER_TOPIC {
+            return 1; // over the bound alone: the others stay
+        }
         let (queue, bytes) = self.topics.entry(topic).or_default();
         let mut dropped = 0;
-        while !queue.is_empty() && (queue.len() >= MAX_PER_TOPIC || *bytes + data.len() > MAX_BYTES_PER_TOPIC)
-        {
-            if let Some(old) = queue.pop_front() {
-                *bytes -= old.len();
-                dropped += 1;
-            }
-        }
-        if data.len() > MAX_BYTES_PER_TOPIC {
+        while queue.len() >= MAX_PER_TOPIC || *bytes + data.len() > MAX_BYTES_PER_TOPIC {
+            let Some(old) = queue.pop_front() else { break };
+            *bytes -= old.len();
             dropped += 1;
-        } else {
-            *bytes += data.len();
-            queue.push_back(data);
         }
+        *bytes += data.len();
+        queue.push_back(data);
         dropped
     }
 
@@ -71,5 +68,9 @@ mod tests {
         assert_eq!(q.len(), MAX_BYTES_PER_TOPIC / big, "at most 4 MiB kept");
         assert_eq!(q.back().unwrap()[0], 39, "the newest kept");
         assert!(p.take(&t).is_none(), "taken once");
+
+        p.push(t.clone(), vec![1; 10]);
+        assert_eq!(p.push(t.clone(), vec![2; MAX_BYTES_PER_TOPIC + 1]), 1, "too big alone: dropped");
+        assert_eq!(p.take(&t).unwrap().len(), 1, "and the others stay");
     }
 }
