@@ -17,6 +17,16 @@
 //! (1365 MiB peak catching up a 1 GiB history). Small rows keep sled's pages small and its cache
 //! bound honest. An in-memory database keeps every encoding inline.
 //!
+//! A large message imported from a plain archive is not copied at all: the archive file is in
+//! the block store, pinned, and already holds its exact encoding, so the row's value is
+//! `header | 0x01 | offset (8) | len (4) | archive root CID`, and the encoding is read from the
+//! archive's blocks ([`files::read_range`]). The control node's own messages go to the pack
+//! files first; once an archive holding them is stored, [`MessageStore::point_at_archive`]
+//! moves their rows onto it and [`MessageStore::compact`] reclaims the pack files. So each
+//! message byte is stored about once (the 1 GiB history took 2.0x its size on disk before).
+//! Field 0 does not exist, so 0x01 (field 0, 64-bit) is never a protobuf tag either. Archived
+//! rows rely on archives staying pinned: a node never unpins an archive (only retired indexes).
+//!
 //! Schema 1 databases kept every encoding inline: [`MessageStore::open`] moves the large ones
 //! into the pack files in batches (each synced before its rows change) and records schema 2
 //! last, so a crash at any point leaves every row readable and the next open goes on.
@@ -27,6 +37,9 @@ use crate::community::{CommunityId, MemberKey};
 use crate::crypto::PUBLIC_KEY_LEN;
 use std::sync::Arc;
 
+use crate::blocks::cid::Cid;
+use crate::blocks::files::{self, Range};
+use crate::blocks::store::BlockStore;
 use crate::db::{self, Batch, Db, Tree, TreeName, Value};
 use crate::message::{self, Message, Topic, VerifiedMessage};
 use crate::packs::{self, Location, Packs, LOCATION_LEN};
@@ -45,6 +58,17 @@ pub const MAX_QUERY_BYTES: usize = 16 * 1024 * 1024;
 pub const INLINE_MAX: usize = 1024;
 /// Marks a packed row: the byte after the header.
 const PACKED: u8 = 0;
+/// Marks a row whose encoding lies in a stored archive file.
+const ARCHIVED: u8 = 1;
+/// `ARCHIVED | offset | len` before the archive's CID.
+const ARCHIVED_HEAD: usize = 1 + 8 + 4;
+/// A pack segment whose live records are under this share of its file is rewritten.
+const COMPACT_BELOW_LIVE: f64 = 0.5;
+/// The segment being appended to is closed for compaction when at least this long and mostly
+/// dead (the control node's whole recent history can sit in it).
+const ROLL_AT_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of encodings a compaction copies per synced batch.
+const COMPACT_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// Size at which a message pack file is closed.
 const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
 /// A migration moves this many encodings (or [`MIGRATE_BATCH_BYTES`]) per synced batch.
@@ -68,6 +92,10 @@ pub enum Error {
     Quota { community: String, used: u64, quota: u64 },
     #[error(transparent)]
     Packs(#[from] packs::Error),
+    #[error("reading a message from its archive: {0}")]
+    Archive(#[from] Box<files::Error>),
+    #[error("a row points into archive {0}, and this store has no block store")]
+    NoArchives(String),
 }
 
 /// A stored message as the archive builder reads it: header fields plus the encoded bytes.
@@ -81,7 +109,7 @@ pub struct StoredMessage {
     /// The author, when the row stores it.
     author: Option<MemberKey>,
     value: Value,
-    /// The encoding, read from the pack files for a packed row.
+    /// The encoding, read from the pack files or the archive for a row that does not hold it.
     packed: Option<Vec<u8>>,
 }
 
@@ -155,8 +183,19 @@ pub struct MessageStore {
     quota: Option<u64>,
     /// Serialises the read-modify-write of the byte counters.
     counting: Arc<std::sync::Mutex<()>>,
-    /// Large encodings (None: an in-memory database, everything inline).
-    packs: Option<Arc<Packs>>,
+    /// Large encodings: the pack files (None: an in-memory database, everything inline), and
+    /// the block store with the archives (None: every large encoding goes to the packs).
+    places: Places,
+    /// Serialises the rewrites of existing rows ([`Self::point_at_archive`], [`Self::compact`]).
+    moving: Arc<std::sync::Mutex<()>>,
+}
+
+/// What [`MessageStore::compact`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compacted {
+    pub segments: u64,
+    /// File bytes given back.
+    pub reclaimed_bytes: u64,
 }
 
 /// What a migration to schema 2 did.
@@ -202,18 +241,87 @@ fn row_value(topic: &Topic, weight: u32, author: &[u8], body: &[u8]) -> Vec<u8> 
     v
 }
 
+/// The row `v`'s header with a new body.
+fn row_value_from(v: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = v[..HEADER_LEN].to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
 fn packed_body(loc: Location) -> [u8; 1 + LOCATION_LEN] {
     let mut b = [PACKED; 1 + LOCATION_LEN];
     b[1..].copy_from_slice(&loc.encode());
     b
 }
 
-/// True for a packed row: an author in the header, then the [`PACKED`] marker.
-fn is_packed(v: &[u8]) -> bool {
-    matches!(v.get(OLD_HEADER_LEN), Some(2 | 3)) && v.get(HEADER_LEN) == Some(&PACKED)
+fn archived_body(root: &Cid, at: Range) -> Vec<u8> {
+    let mut b = Vec::with_capacity(ARCHIVED_HEAD + 40);
+    b.push(ARCHIVED);
+    b.extend_from_slice(&at.offset.to_be_bytes());
+    b.extend_from_slice(&at.len.to_be_bytes());
+    b.extend_from_slice(&root.to_bytes());
+    b
 }
 
-fn parse_row(packs: Option<&Packs>, k: &[u8], v: Value) -> Result<StoredMessage, Error> {
+/// Where a row's encoding is when the row does not hold it.
+enum Outside {
+    Packs(Location),
+    Archive(Cid, Range),
+}
+
+/// The row's [`Outside`], for a row with its author then a [`PACKED`] or [`ARCHIVED`] marker.
+fn outside(v: &[u8]) -> Result<Option<Outside>, Error> {
+    if !matches!(v.get(OLD_HEADER_LEN), Some(2 | 3)) {
+        return Ok(None);
+    }
+    let corrupt = || Error::Corrupt(format!("row of {} bytes", v.len()));
+    match v.get(HEADER_LEN) {
+        Some(&PACKED) => {
+            Ok(Some(Outside::Packs(Location::decode(&v[HEADER_LEN + 1..]).ok_or_else(corrupt)?)))
+        }
+        Some(&ARCHIVED) => {
+            let body = v.get(HEADER_LEN + ARCHIVED_HEAD..).ok_or_else(corrupt)?;
+            let at = &v[HEADER_LEN + 1..];
+            let offset = u64::from_be_bytes(at[..8].try_into().expect("8 bytes"));
+            let len = u32::from_be_bytes(at[8..12].try_into().expect("4 bytes"));
+            let root = Cid::try_from(body).map_err(|_| corrupt())?;
+            Ok(Some(Outside::Archive(root, Range { offset, len })))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// True for a row that does not hold its encoding.
+fn is_packed(v: &[u8]) -> bool {
+    matches!(v.get(OLD_HEADER_LEN), Some(2 | 3)) && matches!(v.get(HEADER_LEN), Some(&PACKED | &ARCHIVED))
+}
+
+/// Where encodings outside the rows are read from.
+#[derive(Clone, Default)]
+struct Places {
+    packs: Option<Arc<Packs>>,
+    archives: Option<BlockStore>,
+}
+
+impl Places {
+    fn read(&self, at: Outside) -> Result<Vec<u8>, Error> {
+        match at {
+            Outside::Packs(loc) => {
+                let packs = self
+                    .packs
+                    .as_ref()
+                    .ok_or_else(|| Error::Corrupt("a packed row, and no pack files".into()))?;
+                Ok(packs.read(loc)?)
+            }
+            Outside::Archive(root, at) => {
+                let blocks = self.archives.as_ref().ok_or_else(|| Error::NoArchives(root.to_string()))?;
+                Ok(files::read_range(blocks, root, at.offset, at.len as usize).map_err(Box::new)?)
+            }
+        }
+    }
+}
+
+fn parse_row(places: &Places, k: &[u8], v: Value) -> Result<StoredMessage, Error> {
     let ts = key_timestamp(k)?;
     if v.len() < OLD_HEADER_LEN {
         return Err(Error::Corrupt(format!("value of {} bytes", v.len())));
@@ -228,14 +336,9 @@ fn parse_row(packs: Option<&Packs>, k: &[u8], v: Value) -> Result<StoredMessage,
         }
         _ => None,
     };
-    let packed = match (author, v.get(HEADER_LEN)) {
-        (Some(_), Some(&PACKED)) => {
-            let loc = Location::decode(&v[HEADER_LEN + 1..])
-                .ok_or_else(|| Error::Corrupt(format!("packed row of {} bytes", v.len())))?;
-            let packs = packs.ok_or_else(|| Error::Corrupt("a packed row, and no pack files".into()))?;
-            Some(packs.read(loc)?)
-        }
-        _ => None,
+    let packed = match outside(&v)? {
+        Some(at) => Some(places.read(at)?),
+        None => None,
     };
     Ok(StoredMessage { timestamp: ts, hash, topic, weight, author, value: v, packed })
 }
@@ -262,7 +365,8 @@ impl MessageStore {
             bytes: db.tree(TreeName::MessageBytes)?,
             quota: None,
             counting: Default::default(),
-            packs,
+            places: Places { packs, archives: None },
+            moving: Default::default(),
         })
     }
 
@@ -270,7 +374,7 @@ impl MessageStore {
     /// then records schema 2. `stop_after` batches (tests) stops early, as a crash would.
     fn migrate(&self, stop_after: Option<usize>) -> Result<Migration, Error> {
         let mut out = Migration::default();
-        let Some(packs) = &self.packs else {
+        let Some(packs) = &self.places.packs else {
             self.db.set_schema_version(db::SCHEMA_VERSION)?;
             return Ok(Migration { finished: true, ..out });
         };
@@ -282,7 +386,7 @@ impl MessageStore {
             let row = rows.next().transpose()?;
             // A packed row (a migration resumed) is not read back from the packs.
             if let Some((k, v)) = row.as_ref().filter(|(_, v)| !is_packed(v)) {
-                match parse_row(Some(packs), k, v.clone()) {
+                match parse_row(&self.places, k, v.clone()) {
                     Ok(sm) if sm.packed.is_none() && sm.encoded().len() > INLINE_MAX => match sm.author() {
                         Ok(author) => {
                             pending_bytes += sm.encoded().len();
@@ -326,6 +430,25 @@ impl MessageStore {
         Ok(out)
     }
 
+    /// The same store, keeping the large messages of plain archives in `blocks`, where the
+    /// archives are (see the module's docs).
+    pub fn with_archives(mut self, blocks: BlockStore) -> Self {
+        self.places.archives = Some(blocks);
+        self
+    }
+
+    /// Parses a row. A pack segment compacted away between reading the row and reading its
+    /// encoding is not an error: the row, read again, points at the new place.
+    fn read_row(&self, k: &[u8], v: Value) -> Result<StoredMessage, Error> {
+        match parse_row(&self.places, k, v) {
+            Err(Error::Packs(packs::Error::Io(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+                let v = self.tree.get(k)?.ok_or_else(|| Error::Corrupt("a row vanished".into()))?;
+                parse_row(&self.places, k, v)
+            }
+            other => other,
+        }
+    }
+
     /// The same store with a per-community quota of `bytes` (None: no limit).
     pub fn with_quota(mut self, bytes: Option<u64>) -> Self {
         self.quota = bytes;
@@ -349,26 +472,62 @@ impl MessageStore {
     /// before the rows are written (a crash leaves unreferenced pack bytes, never a dangling row).
     /// The quota counts every message at its full size, wherever it is kept.
     pub fn insert(&self, community: &CommunityId, msgs: &[VerifiedMessage]) -> Result<InsertOutcome, Error> {
+        self.insert_rows(community, msgs, None)
+    }
+
+    /// Inserts verified messages decoded from the plain archive file under `root`, stored and
+    /// pinned in the block store given to [`Self::with_archives`]; `at[i]` is where message
+    /// `i`'s encoding lies in it. The large ones are not copied: their rows point there. As
+    /// [`Self::insert`] otherwise (without a block store, exactly as it).
+    pub fn insert_archived(
+        &self,
+        community: &CommunityId,
+        msgs: &[VerifiedMessage],
+        root: &Cid,
+        at: &[Range],
+    ) -> Result<InsertOutcome, Error> {
+        if at.len() != msgs.len() {
+            return Err(Error::Corrupt(format!("{} messages and {} ranges", msgs.len(), at.len())));
+        }
+        self.insert_rows(community, msgs, Some((root, at)))
+    }
+
+    fn insert_rows(
+        &self,
+        community: &CommunityId,
+        msgs: &[VerifiedMessage],
+        archive: Option<(&Cid, &[Range])>,
+    ) -> Result<InsertOutcome, Error> {
         let mut batch = Batch::default();
-        // (key, header fields, encoding) of the messages whose encodings go to the packs.
+        // (key, message, encoding) of the messages whose encodings go to the packs.
         let mut large: Vec<([u8; KEY_LEN], &VerifiedMessage, Vec<u8>)> = Vec::new();
         let mut seen = std::collections::HashSet::with_capacity(msgs.len());
         let mut out = InsertOutcome::default();
         let mut added = 0u64;
-        for vm in msgs {
+        let archive = archive.filter(|_| self.places.archives.is_some());
+        for (i, vm) in msgs.iter().enumerate() {
             let m = vm.message();
             let k = key(community, m.timestamp, &m.hash);
             if !seen.insert(k) || self.tree.contains_key(&k)? {
                 out.duplicates += 1;
                 continue;
             }
-            let enc = m.encode();
-            added += (KEY_LEN + HEADER_LEN + enc.len()) as u64;
             out.inserted += 1;
-            if enc.len() > INLINE_MAX && self.packs.is_some() {
-                large.push((k, vm, enc));
-            } else {
-                batch.insert(k.to_vec(), row_value(&m.topic, m.weight() as u32, vm.author(), &enc));
+            let (weight, author) = (m.weight() as u32, vm.author());
+            match archive.map(|(root, at)| (root, at[i])) {
+                Some((root, at)) if at.len as usize > INLINE_MAX => {
+                    added += (KEY_LEN + HEADER_LEN) as u64 + u64::from(at.len);
+                    batch.insert(k.to_vec(), row_value(&m.topic, weight, author, &archived_body(root, at)));
+                }
+                _ => {
+                    let enc = m.encode();
+                    added += (KEY_LEN + HEADER_LEN + enc.len()) as u64;
+                    if enc.len() > INLINE_MAX && self.places.packs.is_some() {
+                        large.push((k, vm, enc));
+                    } else {
+                        batch.insert(k.to_vec(), row_value(&m.topic, weight, author, &enc));
+                    }
+                }
             }
         }
         if out.inserted == 0 {
@@ -381,7 +540,7 @@ impl MessageStore {
                 return Err(Error::Quota { community: community.to_string(), used, quota });
             }
         }
-        if let (Some(packs), false) = (&self.packs, large.is_empty()) {
+        if let (Some(packs), false) = (&self.places.packs, large.is_empty()) {
             let records: Vec<(&[u8], &[u8])> =
                 large.iter().map(|(_, vm, enc)| (&vm.message().hash[..], enc.as_slice())).collect();
             for ((k, vm, _), loc) in large.iter().zip(packs.append(&records)?) {
@@ -399,6 +558,100 @@ impl MessageStore {
         Ok(out)
     }
 
+    /// Moves rows whose encodings are in the pack files onto the plain archive file under
+    /// `root` (stored and pinned in the block store given to [`Self::with_archives`]): `found`
+    /// lists `(timestamp, hash, range)` of the messages the archive holds. A row moves only
+    /// when the archive's bytes are exactly its encoding. Returns how many moved; the pack bytes
+    /// they leave are reclaimed by [`Self::compact`].
+    pub fn point_at_archive(
+        &self,
+        community: &CommunityId,
+        root: &Cid,
+        found: &[(u64, [u8; 32], Range)],
+    ) -> Result<u64, Error> {
+        let Some(blocks) = &self.places.archives else { return Ok(0) };
+        let _moving = self.moving.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = Batch::default();
+        let mut moved = 0;
+        for (timestamp, hash, at) in found {
+            let k = key(community, *timestamp, hash);
+            let Some(v) = self.tree.get(&k)? else { continue };
+            let Some(Outside::Packs(loc)) = outside(&v)? else { continue };
+            if loc.len != at.len || (at.len as usize) <= INLINE_MAX {
+                continue;
+            }
+            let ours = self.places.read(Outside::Packs(loc))?;
+            let theirs = files::read_range(blocks, *root, at.offset, at.len as usize).map_err(Box::new)?;
+            if ours != theirs {
+                continue;
+            }
+            batch.insert(k.to_vec(), row_value_from(&v, &archived_body(root, *at)));
+            moved += 1;
+        }
+        self.tree.apply(batch)?;
+        Ok(moved)
+    }
+
+    /// Rewrites the pack segments mostly holding encodings no row points at (any more), the
+    /// live ones copied forward (synced, rows repointed and flushed before a file goes).
+    /// Blocking; it reads every row.
+    pub fn compact(&self) -> Result<Compacted, Error> {
+        let Some(packs) = &self.places.packs else { return Ok(Compacted::default()) };
+        let _moving = self.moving.lock().unwrap_or_else(|p| p.into_inner());
+        let live = self.packed_bytes_by_segment()?;
+        let active = packs.active_id()?;
+        let active_len = packs.segment_len(active)?;
+        let active_live = live.get(&active).copied().unwrap_or(0);
+        if active_len >= ROLL_AT_BYTES && (active_live as f64) < COMPACT_BELOW_LIVE * active_len as f64 {
+            packs.roll()?;
+        }
+        let segments = packs.compactable(&live, COMPACT_BELOW_LIVE)?;
+        let mut out = Compacted::default();
+        if segments.is_empty() {
+            return Ok(out);
+        }
+        let mut records: std::collections::HashMap<u32, Vec<(Vec<u8>, Location)>> = Default::default();
+        for row in self.tree.range(&[], None) {
+            let (k, v) = row?;
+            if let Ok(Some(Outside::Packs(loc))) = outside(&v) {
+                if segments.iter().any(|(s, _)| *s == loc.segment) {
+                    records.entry(loc.segment).or_default().push((k.to_vec(), loc));
+                }
+            }
+        }
+        for (segment, file_len) in segments {
+            let records = records.remove(&segment).unwrap_or_default();
+            for group in packs::batches(&records, COMPACT_BATCH_BYTES) {
+                let mut batch = Batch::default();
+                for ((k, _), loc) in group.iter().zip(packs.copy(group)?) {
+                    if let Some(v) = self.tree.get(k)? {
+                        batch.insert(k.clone(), row_value_from(&v, &packed_body(loc)));
+                    }
+                }
+                self.tree.apply(batch)?;
+            }
+            // The rows must be durable before the old bytes disappear.
+            self.db.flush()?;
+            packs.remove_segment(segment)?;
+            let kept: u64 = records.iter().map(|(_, l)| u64::from(l.len)).sum();
+            out.segments += 1;
+            out.reclaimed_bytes += file_len.saturating_sub(kept);
+        }
+        Ok(out)
+    }
+
+    /// Bytes of encodings rows point at, by pack segment.
+    fn packed_bytes_by_segment(&self) -> Result<std::collections::HashMap<u32, u64>, Error> {
+        let mut live = std::collections::HashMap::new();
+        for row in self.tree.range(&[], None) {
+            let (_, v) = row?;
+            if let Ok(Some(Outside::Packs(loc))) = outside(&v) {
+                *live.entry(loc.segment).or_default() += u64::from(loc.len);
+            }
+        }
+        Ok(live)
+    }
+
     /// True when the message with this hash and timestamp is stored.
     pub fn contains(&self, community: &CommunityId, timestamp: u64, hash: &[u8; 32]) -> Result<bool, Error> {
         Ok(self.tree.contains_key(&key(community, timestamp, hash))?)
@@ -414,10 +667,10 @@ impl MessageStore {
         let start = time_key(community, from);
         let end = time_key(community, to);
         let it = if from < to { Some(self.tree.range(&start, Some(&end))) } else { None };
-        let packs = self.packs.clone();
+        let store = self.clone();
         it.into_iter().flatten().map(move |r| {
             let (k, v) = r?;
-            parse_row(packs.as_deref(), &k, v)
+            store.read_row(&k, v)
         })
     }
 
@@ -453,7 +706,7 @@ impl MessageStore {
         let mut bytes = 0usize;
         for row in self.tree.range(&start, Some(&end)) {
             let (k, v) = row?;
-            let sm = parse_row(self.packs.as_deref(), &k, v)?;
+            let sm = self.read_row(&k, v)?;
             if !q.topics.is_empty() && !q.topics.contains(&sm.topic) {
                 continue;
             }
@@ -502,6 +755,7 @@ impl MessageStore {
 mod tests {
     use super::*;
     use crate::crypto::KeyPair;
+    use crate::db::Db;
 
     fn setup() -> (MessageStore, CommunityId, KeyPair) {
         let store = MessageStore::open(&Db::memory()).unwrap();
@@ -685,7 +939,8 @@ mod tests {
     /// A schema 1 database (every encoding inline) with `n` large messages and one small one.
     fn schema1(path: &std::path::Path, c: &CommunityId, a: &KeyPair, n: u64) -> Vec<Message> {
         let db = Db::open(path).unwrap();
-        let inline = MessageStore { packs: None, ..MessageStore::open_unmigrated(&db).unwrap() };
+        let inline =
+            MessageStore { places: Places::default(), ..MessageStore::open_unmigrated(&db).unwrap() };
         let mut msgs: Vec<VerifiedMessage> =
             (0..n).map(|i| large(c, a, 100 + i, 2000 + i as usize)).collect();
         msgs.push(msg(c, a, "t", 1, "small"));
@@ -720,6 +975,89 @@ mod tests {
         assert_eq!(all(&s, &c), want);
         let packed = row_lens(&db).iter().filter(|l| **l == HEADER_LEN + 1 + LOCATION_LEN).count() as u64;
         assert_eq!(packed, n, "every large encoding left sled");
+    }
+
+    /// A plain archive of `msgs` stored in `blocks` in small blocks; its root and where each
+    /// message lies in it.
+    fn archive_of(blocks: &BlockStore, msgs: &[VerifiedMessage]) -> (Cid, Vec<Range>) {
+        use crate::archive::{format::ArchiveWriter, reader, Metadata};
+        let mut w = ArchiveWriter::new(&Metadata { from: 0, to: 1000, topics: vec![Topic::from_name("t")] });
+        for m in msgs {
+            w.push_encoded(&m.message().encode());
+        }
+        let bytes = w.finish();
+        let layout = crate::blocks::unixfs::Layout { chunk_size: 1000, max_links: 4 };
+        let root = files::add(blocks, &mut &bytes[..], layout).unwrap().root;
+        let at = reader::Messages::new(&bytes[..], msgs.len()).spanned().map(|r| r.unwrap().1).collect();
+        (root, at)
+    }
+
+    fn pack_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir.join(PACKS_DIR)).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    }
+
+    #[test]
+    fn large_messages_of_an_archive_are_read_from_it_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let a = KeyPair::generate();
+        let msgs = vec![msg(&c, &a, "t", 1, "small"), large(&c, &a, 2, 5000), large(&c, &a, 3, 2500)];
+        let want: Vec<Message> = msgs.iter().map(|m| m.clone().into_message()).collect();
+        let blocks = BlockStore::memory(Default::default());
+        let (root, at) = archive_of(&blocks, &msgs);
+        {
+            let db = Db::open(dir.path()).unwrap();
+            let s = MessageStore::open(&db).unwrap().with_archives(blocks.clone());
+            assert!(s.insert_archived(&c, &msgs, &root, &at[..2]).is_err(), "a range for each message");
+            assert_eq!(s.insert_archived(&c, &msgs, &root, &at).unwrap().inserted, 3);
+            assert_eq!(all(&s, &c), want);
+            let lens = row_lens(&db);
+            let archived = HEADER_LEN + ARCHIVED_HEAD + root.to_bytes().len();
+            assert_eq!(&lens[1..], &[archived, archived], "the large ones point into the archive");
+            assert_eq!(pack_bytes(dir.path()), 0, "nothing was copied");
+            s.flush().unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let s = MessageStore::open(&db).unwrap().with_archives(blocks);
+        assert_eq!(all(&s, &c), want, "after a reopen too");
+        let scanned: Vec<Vec<u8>> = s.scan(&c, 0, 10).map(|m| m.unwrap().encoded().to_vec()).collect();
+        assert_eq!(scanned, want.iter().map(|m| m.encode()).collect::<Vec<_>>());
+        let alone = MessageStore::open(&db).unwrap();
+        assert!(matches!(alone.query(&c, &Query::default()), Err(Error::NoArchives(_))));
+    }
+
+    #[test]
+    fn rows_moved_onto_their_archive_leave_pack_files_to_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let a = KeyPair::generate();
+        let msgs: Vec<_> = (0..40u64).map(|i| large(&c, &a, 10 + i, 3000 + i as usize)).collect();
+        let want: Vec<Message> = msgs.iter().map(|m| m.clone().into_message()).collect();
+        let blocks = BlockStore::memory(Default::default());
+        let db = Db::open(dir.path()).unwrap();
+        let s = MessageStore::open(&db).unwrap().with_archives(blocks.clone());
+        s.insert(&c, &msgs).unwrap();
+        let copies = pack_bytes(dir.path());
+        assert!(copies > 40 * 3000, "the encodings are in the packs: {copies}");
+        let (root, at) = archive_of(&blocks, &msgs[..30]);
+        let found: Vec<_> =
+            msgs.iter().zip(&at).map(|(m, at)| (m.message().timestamp, m.message().hash, *at)).collect();
+        // A range that is not the row's bytes moves nothing.
+        let wrong = vec![(found[0].0, found[0].1, at[1])];
+        assert_eq!(s.point_at_archive(&c, &root, &wrong).unwrap(), 0);
+        assert_eq!(s.point_at_archive(&c, &root, &found).unwrap(), 30);
+        assert_eq!(s.point_at_archive(&c, &root, &found).unwrap(), 0, "moved once");
+        assert_eq!(all(&s, &c), want);
+        // The active segment is small here: closed explicitly, as a long one would be.
+        s.places.packs.as_ref().unwrap().roll().unwrap();
+        let done = s.compact().unwrap();
+        assert_eq!(done.segments, 1, "{done:?}");
+        let left = pack_bytes(dir.path());
+        assert!(left < copies / 2, "the 30 moved copies are gone: {left} of {copies}");
+        assert_eq!(all(&s, &c), want, "the 10 others were copied forward");
+        drop((s, db));
+        let s = MessageStore::open(&Db::open(dir.path()).unwrap()).unwrap().with_archives(blocks);
+        assert_eq!(all(&s, &c), want, "after a reopen too");
     }
 
     #[test]

@@ -207,7 +207,7 @@ impl Node {
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let db = Db::open(&db_path)?;
                 let blocks = BlockStore::open(&db, &blocks_path, store_config)?;
-                let messages = MessageStore::open(&db)?.with_quota(quota);
+                let messages = MessageStore::open(&db)?.with_quota(quota).with_archives(blocks.clone());
                 let communities = Communities::open(&db)?;
                 let archive_state =
                     crate::archive::state::ArchiveState::open(&db).map_err(|e| Error::Join(e.to_string()))?;

@@ -36,6 +36,8 @@ pub enum Error {
     KeyTooLong(usize),
     #[error("record data of {0} bytes (at most 4 GiB)")]
     DataTooLong(usize),
+    #[error("{len} bytes at {offset} are outside a record of {record} bytes")]
+    OutOfRecord { offset: u64, len: usize, record: u32 },
 }
 
 /// Where a record's data lives.
@@ -66,6 +68,28 @@ impl Location {
             len: u32::from_be_bytes(b[12..].try_into().ok()?),
         })
     }
+}
+
+/// `records` in consecutive groups of at most `max_bytes` of data (or one record over it),
+/// so that copying a group holds a bounded amount in memory.
+pub fn batches(
+    records: &[(Vec<u8>, Location)],
+    max_bytes: u64,
+) -> impl Iterator<Item = &[(Vec<u8>, Location)]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut n, mut bytes) = (0, 0u64);
+        while n < rest.len() && (n == 0 || bytes + u64::from(rest[n].1.len) <= max_bytes) {
+            bytes += u64::from(rest[n].1.len);
+            n += 1;
+        }
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        Some(group)
+    })
 }
 
 /// The pack files of one directory.
@@ -155,6 +179,55 @@ impl Packs {
         Ok(buf)
     }
 
+    /// Reads `len` bytes at `offset` inside a record's data (a part of a block).
+    pub fn read_part(&self, loc: Location, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        if offset.saturating_add(len as u64) > u64::from(loc.len) {
+            return Err(Error::OutOfRecord { offset, len, record: loc.len });
+        }
+        let mut buf = vec![0u8; len];
+        self.reader(loc.segment)?.read_exact_at(&mut buf, loc.offset + offset)?;
+        Ok(buf)
+    }
+
+    /// Closes the active segment, unless it is empty, and starts the next one: the closed one
+    /// may then be compacted.
+    pub fn roll(&self) -> Result<(), Error> {
+        let mut active = self.active.lock().map_err(|_| Error::Poisoned)?;
+        if active.len == 0 {
+            return Ok(());
+        }
+        active.file.flush()?;
+        active.file.get_ref().sync_data()?;
+        let next = active.id + 1;
+        *active = Self::create_segment(&self.dir, next)?;
+        Ok(())
+    }
+
+    /// The closed segments worth rewriting: those whose live records (`live`: bytes of data by
+    /// segment) are under `min_live` of the file. With their file sizes, oldest first.
+    pub fn compactable(&self, live: &HashMap<u32, u64>, min_live: f64) -> Result<Vec<(u32, u64)>, Error> {
+        let active = self.active_id()?;
+        let mut out = Vec::new();
+        for seg in self.segments()? {
+            let file_len = self.segment_len(seg)?;
+            let live_bytes = live.get(&seg).copied().unwrap_or(0);
+            if seg != active && (file_len == 0 || (live_bytes as f64) < min_live * file_len as f64) {
+                out.push((seg, file_len));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies records (`(key, location)`) into the active segment, synced; returns their new
+    /// locations in order. A compaction repoints its index to them, makes that durable, and
+    /// only then removes the old segment.
+    pub fn copy(&self, records: &[(Vec<u8>, Location)]) -> Result<Vec<Location>, Error> {
+        let datas: Vec<Vec<u8>> = records.iter().map(|(_, l)| self.read(*l)).collect::<Result<_, _>>()?;
+        let refs: Vec<(&[u8], &[u8])> =
+            records.iter().zip(&datas).map(|((k, _), d)| (k.as_slice(), d.as_slice())).collect();
+        self.append(&refs)
+    }
+
     /// The segment being appended to.
     pub fn active_id(&self) -> Result<u32, Error> {
         Ok(self.active.lock().map_err(|_| Error::Poisoned)?.id)
@@ -216,6 +289,27 @@ mod tests {
         drop(p);
         let p = Packs::open(dir.path().to_path_buf(), 1000).unwrap();
         assert_eq!(p.active_id().unwrap(), fresh, "an empty last segment is reused");
+    }
+
+    #[test]
+    fn parts_copies_and_the_segments_worth_compacting() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Packs::open(dir.path().to_path_buf(), 1 << 20).unwrap();
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let loc = p.append(&[(b"k", &data)]).unwrap()[0];
+        assert_eq!(p.read_part(loc, 990, 10).unwrap(), &data[990..]);
+        assert!(matches!(p.read_part(loc, 995, 10), Err(Error::OutOfRecord { .. })));
+        assert!(p.compactable(&HashMap::new(), 0.5).unwrap().is_empty(), "the active segment stays");
+        p.roll().unwrap();
+        let first = loc.segment;
+        let live = HashMap::from([(first, 1000u64)]);
+        assert!(p.compactable(&live, 0.5).unwrap().is_empty(), "all live: kept");
+        let dead = p.compactable(&HashMap::new(), 0.5).unwrap();
+        assert_eq!(dead, vec![(first, p.segment_len(first).unwrap())]);
+        let moved = p.copy(&[(b"k".to_vec(), loc)]).unwrap();
+        assert_ne!(moved[0].segment, first);
+        p.remove_segment(first).unwrap();
+        assert_eq!(p.read(moved[0]).unwrap(), data);
     }
 
     #[test]

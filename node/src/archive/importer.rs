@@ -9,6 +9,7 @@ use super::format::{Archive, Error as FormatError, Metadata};
 use super::reader;
 use crate::blocks::cid::Cid;
 use crate::blocks::files;
+use crate::blocks::files::Range;
 use crate::blocks::store::BlockStore;
 use crate::community::{CommunityId, MemberKey};
 use crate::membership::{rule, Description};
@@ -114,6 +115,8 @@ impl From<files::Error> for Error {
 /// One batch, verified: what to store, and how many messages were refused.
 struct Verified {
     messages: Vec<VerifiedMessage>,
+    /// Where each message's encoding lies in the archive file, when it is a stored plain one.
+    at: Vec<Range>,
     rejected: usize,
 }
 
@@ -136,7 +139,44 @@ pub fn import_file(
         return import(store, community, raw, keys, options, members);
     }
     let metadata = scan.metadata()?;
-    run(store, community, &metadata, reader::Messages::new(open(), scan.total), options, members)
+    let messages =
+        reader::Messages::new(open(), scan.total).spanned().map(|r| r.map(|(m, at)| (m, Some(at))));
+    run(store, community, &metadata, messages, Some(root), options, members)
+}
+
+/// Rows moved onto an archive per write.
+const POINT_BATCH: usize = 1024;
+
+/// Points the rows of messages already stored (the control node's own) at the archive file
+/// under `root` that was built from them, so that their large encodings leave the pack files
+/// (blocking; [`MessageStore::compact`] then reclaims them). A sealed archive holds no plain
+/// encoding: nothing moves. Returns how many rows moved.
+pub fn point_rows_at(
+    store: &MessageStore,
+    community: &CommunityId,
+    blocks: &BlockStore,
+    root: Cid,
+) -> Result<u64, Error> {
+    let open = || files::reader(blocks, root, MAX_ARCHIVE_FILE_BYTES);
+    let scan = reader::scan(open())?;
+    if scan.sealed {
+        return Ok(0);
+    }
+    let mut moved = 0;
+    let mut found = Vec::with_capacity(POINT_BATCH);
+    for next in reader::Messages::new(open(), scan.total).spanned() {
+        match next {
+            Ok((m, at)) => found.push((m.timestamp, m.hash, at)),
+            // A message of our own archive that does not decode keeps its row as it is.
+            Err(FormatError::Message { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if found.len() == POINT_BATCH {
+            moved += store.point_at_archive(community, &root, &found)?;
+            found.clear();
+        }
+    }
+    Ok(moved + store.point_at_archive(community, &root, &found)?)
 }
 
 /// Imports one archive's bytes, sealed or plain (blocking).
@@ -150,7 +190,7 @@ pub fn import(
 ) -> Result<Imported, Error> {
     let plain = seal::open_owned(bytes, keys)?;
     let (metadata, messages) = Archive::decode_lazy(&plain)?;
-    run(store, community, &metadata, messages, options, members)
+    run(store, community, &metadata, messages.map(|r| r.map(|m| (m, None))), None, options, members)
 }
 
 /// Verifies and stores `messages` of an archive with `metadata`.
@@ -159,12 +199,14 @@ pub fn import(
 /// are verified on `options.threads` threads. In memory: one batch in each stage.
 ///
 /// With `members`, a message whose recovered author may not write at its time under that
-/// description is rejected like a forged one.
+/// description is rejected like a forged one. With `root` (the plain archive file in the block
+/// store the messages come from, each with where it lies), large messages are not copied.
 fn run(
     store: &MessageStore,
     community: &CommunityId,
     metadata: &Metadata,
-    mut messages: impl Iterator<Item = Result<Message, FormatError>> + Send,
+    mut messages: impl Iterator<Item = Result<(Message, Option<Range>), FormatError>> + Send,
+    root: Option<Cid>,
     options: Options,
     members: Option<&Description>,
 ) -> Result<Imported, Error> {
@@ -181,12 +223,14 @@ fn run(
         s.spawn(move || {
             loop {
                 let (mut inside, mut refused, mut bytes) = (Vec::new(), 0usize, 0usize);
+                let mut ats = Vec::new();
                 while inside.len() + refused < batch_len && bytes < BATCH_BYTES {
                     match messages.next() {
                         None => break,
-                        Some(Ok(m)) if m.timestamp >= from && m.timestamp < to => {
+                        Some(Ok((m, at))) if m.timestamp >= from && m.timestamp < to => {
                             bytes += m.payload.len();
                             inside.push(m);
+                            ats.push(at);
                         }
                         // Malformed (skipped and counted; the rest are imported), or outside
                         // the archive's window: not what the index promised.
@@ -202,10 +246,17 @@ fn run(
                 if inside.is_empty() && refused == 0 {
                     return;
                 }
-                let mut v = Verified { messages: Vec::with_capacity(inside.len()), rejected: refused };
-                for r in message::verify_all(inside, community, options.threads) {
+                let mut v = Verified {
+                    messages: Vec::with_capacity(inside.len()),
+                    at: Vec::new(),
+                    rejected: refused,
+                };
+                for (r, at) in message::verify_all(inside, community, options.threads).into_iter().zip(ats) {
                     match r {
-                        Ok(m) if admitted(&m) => v.messages.push(m),
+                        Ok(m) if admitted(&m) => {
+                            v.messages.push(m);
+                            v.at.extend(at);
+                        }
                         _ => v.rejected += 1,
                     }
                 }
@@ -217,7 +268,12 @@ fn run(
         for batch in verified {
             let batch = batch?;
             out.rejected += batch.rejected;
-            let InsertOutcome { inserted, duplicates } = store.insert(community, &batch.messages)?;
+            let InsertOutcome { inserted, duplicates } = match root {
+                Some(root) if batch.at.len() == batch.messages.len() => {
+                    store.insert_archived(community, &batch.messages, &root, &batch.at)?
+                }
+                _ => store.insert(community, &batch.messages)?,
+            };
             drop(batch);
             // Its messages went through memory on several threads: give the freed pages back.
             crate::malloc::trim();
@@ -397,6 +453,52 @@ mod tests {
         let partial = BlockStore::memory(Default::default());
         let missing = import_file(&store, &c, &partial, plain_root, &KeyRing::default(), opts, None);
         assert!(matches!(missing, Err(Error::Read(_))), "{missing:?}");
+    }
+
+    /// Bytes in a data dir's message pack files.
+    fn pack_bytes(db_dir: &std::path::Path) -> u64 {
+        let dir = db_dir.join(crate::message_store::PACKS_DIR);
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    }
+
+    #[test]
+    fn large_messages_stay_in_their_archive_imported_or_our_own() {
+        let c: CommunityId = KeyPair::generate().public_hex().parse().unwrap();
+        let author = KeyPair::generate();
+        let msgs: Vec<Message> = (0..20u64)
+            .map(|i| Message::new_signed(&author, &c, Topic::from_name("t"), i, vec![i as u8; 3000]))
+            .collect();
+        let mut w = ArchiveWriter::new(&Metadata { from: 0, to: 1000, topics: vec![] });
+        for m in &msgs {
+            w.push_encoded(&m.encode());
+        }
+        let plain = w.finish();
+        let layout = crate::blocks::unixfs::Layout { chunk_size: 4096, max_links: 4 };
+        let blocks = BlockStore::memory(Default::default());
+        let root = files::add(&blocks, &mut &plain[..], layout).unwrap().root;
+        let sealed = seal::seal(&crate::crypto::ArchiveKey::generate(), &plain);
+        let sealed_root = files::add(&blocks, &mut &sealed[..], layout).unwrap().root;
+        let opts = Options { threads: 2, rate: None, stop: None };
+        let all = |s: &MessageStore| s.query(&c, &Default::default()).unwrap().messages;
+
+        // A member importing it copies none of them.
+        let member = tempfile::tempdir().unwrap();
+        let store =
+            MessageStore::open(&Db::open(member.path()).unwrap()).unwrap().with_archives(blocks.clone());
+        let got = import_file(&store, &c, &blocks, root, &KeyRing::default(), opts, None).unwrap();
+        assert_eq!(got.imported, 20);
+        assert_eq!(pack_bytes(member.path()), 0);
+        assert_eq!(all(&store), msgs);
+
+        // The control node that stored them first moves its rows onto the archive.
+        let control = tempfile::tempdir().unwrap();
+        let store =
+            MessageStore::open(&Db::open(control.path()).unwrap()).unwrap().with_archives(blocks.clone());
+        let verified: Vec<_> = msgs.iter().map(|m| m.clone().verify(&c).unwrap()).collect();
+        store.insert(&c, &verified).unwrap();
+        assert_eq!(point_rows_at(&store, &c, &blocks, sealed_root).unwrap(), 0, "a sealed one holds none");
+        assert_eq!(point_rows_at(&store, &c, &blocks, root).unwrap(), 20);
+        assert_eq!(all(&store), msgs);
     }
 
     #[test]

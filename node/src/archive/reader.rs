@@ -16,6 +16,7 @@ use prost::encoding::WireType;
 use prost::Message as _;
 
 use super::format::{Error, Metadata, MAX_ARCHIVE_MESSAGES};
+use crate::blocks::files::Range;
 use crate::message::{self, Message};
 
 /// The largest top-level field read into memory: a message with the largest payload a
@@ -45,7 +46,7 @@ impl Scan {
 
 /// Reads `r` to its end once: the structure, the message count and the metadata.
 pub fn scan(r: impl BufRead) -> Result<Scan, Error> {
-    let mut fields = Fields(r);
+    let mut fields = Fields::new(r);
     let mut out = Scan { metadata: None, total: 0, sealed: false };
     while let Some((tag, len)) = fields.next_header()? {
         match tag {
@@ -85,7 +86,13 @@ pub struct Messages<R> {
 impl<R: BufRead> Messages<R> {
     /// The messages of `r`, whose [`scan`] counted `total`.
     pub fn new(r: R, total: usize) -> Self {
-        Self { fields: Some(Fields(r)), index: 0, total }
+        Self { fields: Some(Fields::new(r)), index: 0, total }
+    }
+
+    /// The same messages, each with where its encoding (a `WakuMessage`, field 3's body) lies
+    /// in the bytes.
+    pub fn spanned(self) -> Spanned<R> {
+        Spanned(self)
     }
 
     /// How many messages the archive holds, decoded or not yet.
@@ -93,23 +100,24 @@ impl<R: BufRead> Messages<R> {
         self.total
     }
 
-    fn step(fields: &mut Fields<R>) -> Result<Option<Vec<u8>>, Error> {
+    fn step(fields: &mut Fields<R>) -> Result<Option<(Vec<u8>, Range)>, Error> {
         while let Some((tag, len)) = fields.next_header()? {
             if tag == 3 {
-                return fields.body(len).map(Some);
+                let offset = fields.pos;
+                let body = fields.body(len)?;
+                // At most MAX_FIELD_BYTES long.
+                let span = Range { offset, len: body.len() as u32 };
+                return Ok(Some((body, span)));
             }
             fields.skip(len)?;
         }
         Ok(None)
     }
-}
 
-impl<R: BufRead> Iterator for Messages<R> {
-    type Item = Result<Message, Error>;
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_spanned(&mut self) -> Option<Result<(Message, Range), Error>> {
         let fields = self.fields.as_mut()?;
         match Self::step(fields) {
-            Ok(Some(body)) => {
+            Ok(Some((body, span))) => {
                 let index = self.index;
                 self.index += 1;
                 // From `Bytes`, prost slices the payload instead of copying it.
@@ -117,7 +125,7 @@ impl<R: BufRead> Iterator for Messages<R> {
                     .map_err(|e| message::Error::Decode(e.to_string()))
                     .and_then(Message::try_from)
                     .map_err(|source| Error::Message { index, source });
-                Some(decoded)
+                Some(decoded.map(|m| (m, span)))
             }
             Ok(None) => {
                 self.fields = None;
@@ -131,6 +139,23 @@ impl<R: BufRead> Iterator for Messages<R> {
     }
 }
 
+impl<R: BufRead> Iterator for Messages<R> {
+    type Item = Result<Message, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_spanned().map(|r| r.map(|(m, _)| m))
+    }
+}
+
+/// See [`Messages::spanned`].
+pub struct Spanned<R>(Messages<R>);
+
+impl<R: BufRead> Iterator for Spanned<R> {
+    type Item = Result<(Message, Range), Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_spanned()
+    }
+}
+
 /// A top-level field's length: the body's bytes for a length-delimited field, or what the
 /// other wire types take.
 enum Len {
@@ -139,16 +164,43 @@ enum Len {
     Varint,
 }
 
-/// Walks top-level fields: a header, then the body read or skipped.
-struct Fields<R>(R);
+/// Walks top-level fields: a header, then the body read or skipped; counts the bytes it has
+/// passed.
+struct Fields<R> {
+    r: R,
+    pos: u64,
+}
+
+impl<R: BufRead> Read for Fields<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.r.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Fields<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.r.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n as u64;
+        self.r.consume(n);
+    }
+}
 
 impl<R: BufRead> Fields<R> {
+    fn new(r: R) -> Self {
+        Self { r, pos: 0 }
+    }
+
     /// The next field's tag and length, or `None` at the end of the bytes.
     fn next_header(&mut self) -> Result<Option<(u64, Len)>, Error> {
-        if self.0.fill_buf().map_err(read_error)?.is_empty() {
+        if self.fill_buf().map_err(read_error)?.is_empty() {
             return Ok(None);
         }
-        let key = varint(&mut self.0)?;
+        let key = varint(self)?;
         let (tag, wire) = (key >> 3, key & 7);
         if tag == 0 || tag > u64::from(u32::MAX >> 3) {
             return Err(Error::Decode(format!("invalid field number {tag}")));
@@ -157,7 +209,7 @@ impl<R: BufRead> Fields<R> {
             w if w == WireType::Varint as u64 => Len::Varint,
             w if w == WireType::SixtyFourBit as u64 => Len::Fixed(8),
             w if w == WireType::ThirtyTwoBit as u64 => Len::Fixed(4),
-            w if w == WireType::LengthDelimited as u64 => Len::Delimited(varint(&mut self.0)?),
+            w if w == WireType::LengthDelimited as u64 => Len::Delimited(varint(self)?),
             // Groups (deprecated) never appear in an archive.
             w => return Err(Error::Decode(format!("field {tag}: unsupported wire type {w}"))),
         };
@@ -176,7 +228,7 @@ impl<R: BufRead> Fields<R> {
             return Err(Error::Decode(format!("field of {n} bytes, over {MAX_FIELD_BYTES}")));
         }
         let mut body = Vec::with_capacity(n as usize);
-        (&mut self.0).take(n).read_to_end(&mut body).map_err(read_error)?;
+        self.by_ref().take(n).read_to_end(&mut body).map_err(read_error)?;
         if body.len() as u64 != n {
             return Err(truncated(n, body.len() as u64));
         }
@@ -186,10 +238,10 @@ impl<R: BufRead> Fields<R> {
     /// Passes over a field's body without keeping it.
     fn skip(&mut self, len: Len) -> Result<(), Error> {
         let n = match len {
-            Len::Varint => return varint(&mut self.0).map(drop),
+            Len::Varint => return varint(self).map(drop),
             Len::Delimited(n) | Len::Fixed(n) => n,
         };
-        let got = io::copy(&mut (&mut self.0).take(n), &mut io::sink()).map_err(read_error)?;
+        let got = io::copy(&mut self.by_ref().take(n), &mut io::sink()).map_err(read_error)?;
         if got != n {
             return Err(truncated(n, got));
         }
@@ -263,6 +315,29 @@ mod tests {
         }
         let r = io::BufReader::new(Failing);
         assert!(matches!(scan(r), Err(Error::Read(_))));
+    }
+
+    #[test]
+    fn each_message_comes_with_where_its_encoding_lies() {
+        let key = crate::crypto::KeyPair::generate();
+        let c: crate::community::CommunityId = key.public_hex().parse().unwrap();
+        let msgs: Vec<Message> = (0..3u64)
+            .map(|i| {
+                Message::new_signed(&key, &c, Topic([7; 4]), 2 + i, vec![i as u8; 100 + 200 * i as usize])
+            })
+            .collect();
+        let mut w = ArchiveWriter::new(&metadata());
+        for m in &msgs {
+            w.push_encoded(&m.encode());
+        }
+        let bytes = w.finish();
+        let got: Vec<(Message, Range)> = Messages::new(&bytes[..], 3).spanned().map(Result::unwrap).collect();
+        assert_eq!(got.len(), 3);
+        for ((m, span), want) in got.iter().zip(&msgs) {
+            assert_eq!(m, want);
+            let at = &bytes[span.offset as usize..][..span.len as usize];
+            assert_eq!(at, &want.encode()[..], "the span holds the message's encoding");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::builder::{Builder, Outcome, Params, Sink};
+use super::importer;
 use super::index::Index;
 use super::schedule::{handle_tick, CommunityState};
 use super::state::ArchiveState;
@@ -177,7 +178,32 @@ impl Seeder {
         }
         self.announce(&record, index_cid.clone()).await?;
         let _ = self.events.send(Event::Seeding { community, index_cid });
+        self.store_once(community, &outcome).await;
         Ok(outcome)
+    }
+
+    /// Moves the rows of the messages just archived onto the archives and reclaims their
+    /// copies in the message pack files, so each byte is stored once. A failure leaves the
+    /// rows where they were (still readable) and is logged: the archives are announced already.
+    async fn store_once(&self, community: CommunityId, outcome: &Outcome) {
+        let roots: Vec<_> = outcome.archives.iter().filter_map(|a| a.cid.parse().ok()).collect();
+        let (messages, blocks) = (self.messages.clone(), self.blocks.clone());
+        let done = tokio::task::spawn_blocking(move || -> Result<_, importer::Error> {
+            let mut moved = 0;
+            for root in roots {
+                moved += importer::point_rows_at(&messages, &community, &blocks, root)?;
+            }
+            Ok((moved, messages.compact()?))
+        })
+        .await;
+        match done {
+            Ok(Ok((moved, compacted))) => tracing::debug!(
+                %community, moved, segments = compacted.segments, reclaimed = compacted.reclaimed_bytes,
+                "archived messages now read from their archives"
+            ),
+            Ok(Err(e)) => tracing::warn!(%community, error = %e, "archived messages keep their copies"),
+            Err(e) => tracing::warn!(%community, error = %e, "archived messages keep their copies"),
+        }
     }
 
     /// A second device holding the same community key may have announced an index we do not

@@ -25,6 +25,8 @@ use crate::packs::{self, Location, Packs};
 pub const DEFAULT_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
 /// Compaction rewrites a segment whose live share is below this fraction.
 pub const COMPACT_BELOW_LIVE: f64 = 0.5;
+/// Bytes of blocks a compaction copies per synced batch.
+const COMPACT_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Errors of the block store.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +204,28 @@ impl BlockStore {
                 Some(v) => {
                     let loc = Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?;
                     Ok(Some(p.read(loc)?))
+                }
+            },
+        }
+    }
+
+    /// Reads `len` bytes at `offset` of a block (a part of a raw leaf), without reading the rest
+    /// of it; not re-hashed either. None: no such block. A range past the block's end is an error.
+    pub fn get_part(&self, cid: &Cid, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+        match &self.inner.bytes {
+            Bytes::Memory(m) => {
+                let blocks = m.read().map_err(|_| Error::Poisoned)?;
+                let Some(b) = blocks.get(cid) else { return Ok(None) };
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                let part = start.checked_add(len).and_then(|end| b.get(start..end));
+                let part = part.ok_or(packs::Error::OutOfRecord { offset, len, record: b.len() as u32 })?;
+                Ok(Some(part.to_vec()))
+            }
+            Bytes::Packs(p) => match self.inner.index.get(&cid.to_bytes())? {
+                None => Ok(None),
+                Some(v) => {
+                    let loc = Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?;
+                    Ok(Some(p.read_part(loc, offset, len)?))
                 }
             },
         }
@@ -514,44 +538,40 @@ impl BlockStore {
     /// Rewrites segments whose live share is low: copies their live blocks into the active
     /// segment (synced), repoints the index, then deletes the old file.
     fn compact(&self, p: &Packs, report: &mut GcReport) -> Result<(), Error> {
-        let active = p.active_id()?;
-        let mut live_by_segment: HashMap<u32, Vec<(Cid, Location)>> = HashMap::new();
+        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
         for row in self.inner.index.range(&[], None) {
             let (k, v) = row?;
-            let cid = Cid::try_from(&k[..]).map_err(|_| Error::CorruptIndex(hex::encode(&k)))?;
-            let loc = Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?;
-            live_by_segment.entry(loc.segment).or_default().push((cid, loc));
+            let loc = Location::decode(&v).ok_or_else(|| Error::CorruptIndex(hex::encode(&k)))?;
+            *live_bytes.entry(loc.segment).or_default() += u64::from(loc.len);
         }
-        for seg in p.segments()? {
-            if seg == active {
-                continue;
+        let segments = p.compactable(&live_bytes, COMPACT_BELOW_LIVE)?;
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let mut live: HashMap<u32, Vec<(Vec<u8>, Location)>> = HashMap::new();
+        for row in self.inner.index.range(&[], None) {
+            let (k, v) = row?;
+            let loc = Location::decode(&v).ok_or_else(|| Error::CorruptIndex(hex::encode(&k)))?;
+            if segments.iter().any(|(s, _)| *s == loc.segment) {
+                live.entry(loc.segment).or_default().push((k.to_vec(), loc));
             }
-            let file_len = p.segment_len(seg)?;
-            let live = live_by_segment.remove(&seg).unwrap_or_default();
-            let live_bytes: u64 = live.iter().map(|(_, l)| u64::from(l.len)).sum();
-            if file_len > 0 && live_bytes as f64 / file_len as f64 >= COMPACT_BELOW_LIVE {
-                continue;
-            }
-            // Copy in bounded batches so memory stays small.
-            for group in live.chunks(64) {
-                let datas: Vec<(Cid, Vec<u8>)> =
-                    group.iter().map(|(c, l)| p.read(*l).map(|d| (*c, d))).collect::<Result<_, _>>()?;
-                let keys: Vec<Vec<u8>> = datas.iter().map(|(c, _)| c.to_bytes()).collect();
-                let refs: Vec<(Cid, &[u8])> = datas.iter().map(|(c, d)| (*c, d.as_slice())).collect();
-                let records: Vec<(&[u8], &[u8])> =
-                    keys.iter().zip(&datas).map(|(k, (_, d))| (k.as_slice(), d.as_slice())).collect();
-                let locs = p.append(&records)?;
+        }
+        for (seg, file_len) in segments {
+            let records = live.remove(&seg).unwrap_or_default();
+            // Copied in bounded batches so memory stays small.
+            for group in packs::batches(&records, COMPACT_BATCH_BYTES) {
                 let mut batch = Batch::default();
-                for ((cid, _), loc) in refs.iter().zip(locs) {
-                    batch.insert(cid.to_bytes(), loc.encode().to_vec());
+                for ((key, _), loc) in group.iter().zip(p.copy(group)?) {
+                    batch.insert(key.clone(), loc.encode().to_vec());
                 }
                 self.inner.index.apply(batch)?;
             }
             // The index must be durable before the old bytes disappear.
             self.inner.db.flush()?;
             p.remove_segment(seg)?;
+            let kept: u64 = records.iter().map(|(_, l)| u64::from(l.len)).sum();
             report.compacted_segments += 1;
-            report.reclaimed_file_bytes += file_len - live_bytes;
+            report.reclaimed_file_bytes += file_len.saturating_sub(kept);
         }
         Ok(())
     }

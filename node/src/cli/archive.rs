@@ -86,7 +86,8 @@ pub fn run(cmd: ArchiveCommand) -> anyhow::Result<()> {
                 std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
             }
             let (db, blocks) = data_dir.open_blocks()?;
-            let builder = Builder::new(MessageStore::open(&db)?, ArchiveState::open(&db)?);
+            let messages = MessageStore::open(&db)?.with_archives(blocks.clone());
+            let builder = Builder::new(messages, ArchiveState::open(&db)?);
             let params =
                 Params { community, from, to, partition_secs: partition, topics, key, members: None };
             let mut sink = CliSink { store: StoreSink::new(blocks), dir: out.as_deref(), index_path: None };
