@@ -321,6 +321,11 @@ fn budgets_text(node: &Node) -> String {
             b.requests_dropped,
         ),
         counter(
+            "gossip_publishes_dropped_total",
+            "Publishes dropped while waiting for a subscribed peer (over 256 or 4 MiB per topic).",
+            b.publishes_dropped,
+        ),
+        counter(
             "network_notices_missed_total",
             "Network notices a lagging subscriber missed.",
             b.notices_missed,

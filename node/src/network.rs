@@ -13,7 +13,7 @@ mod event_loop;
 pub mod inbound;
 mod kad_store;
 pub mod keys;
-mod pending;
+pub mod pending;
 pub mod state_codec;
 
 pub use command::{Client, PeerInfo};

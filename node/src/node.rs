@@ -136,6 +136,8 @@ pub struct Budgets {
     pub validation_held: usize,
     /// Gossip messages ignored and requests refused because the node's queue was full.
     pub requests_dropped: u64,
+    /// Publishes dropped while they waited for a subscribed peer.
+    pub publishes_dropped: u64,
     /// Network notices a lagging subscriber missed.
     pub notices_missed: u64,
     /// Roots held against GC by fetches in progress.
@@ -342,6 +344,7 @@ impl Node {
             validation_queued,
             validation_held,
             requests_dropped: self.network.requests_dropped(),
+            publishes_dropped: self.network.publishes_dropped(),
             notices_missed: self.counters.missed(),
             fetches_held: self.blocks.held_roots().len(),
         }

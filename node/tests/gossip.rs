@@ -94,3 +94,18 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
     let page = control.node.messages.query(&id, &Query::default()).unwrap();
     assert_eq!(page.messages, vec![sent], "stored byte-exact, and only the valid message");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_past_the_waiting_bound_are_counted_as_dropped() {
+    use archive_node::network::pending::MAX_PER_TOPIC;
+    let alone = start().await;
+    let net = &alone.node.network;
+    let topic = "/archive-node-test/alone".to_string();
+    net.subscribe_topic(topic.clone(), true).await.unwrap();
+    assert_eq!(alone.node.budgets().publishes_dropped, 0);
+    for i in 0..MAX_PER_TOPIC + 5 {
+        net.publish(topic.clone(), format!("m{i}").into_bytes()).await.unwrap();
+    }
+    // Each publish is answered after the network task handled it: the count is final.
+    assert_eq!(alone.node.budgets().publishes_dropped, 5, "no peer listens: the 5 oldest are dropped");
+}

@@ -45,6 +45,8 @@ pub struct Client {
     pub(super) status: watch::Receiver<Status>,
     /// Requests answered at once because the node's queue was full.
     pub(super) requests_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Publishes dropped while they waited for a subscribed peer.
+    pub(super) publishes_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The network's state that status queries read, kept current by the network task.
@@ -145,6 +147,12 @@ impl Client {
     /// Gossip messages ignored and state requests refused because the node's queue was full.
     pub fn requests_dropped(&self) -> u64 {
         self.requests_dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Publishes dropped while they waited for a subscribed peer (past 256 or 4 MiB per topic,
+    /// oldest first; the archives still carry them).
+    pub fn publishes_dropped(&self) -> u64 {
+        self.publishes_dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Subscribes to network events (a slow subscriber misses events rather than block the network).

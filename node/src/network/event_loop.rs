@@ -83,6 +83,7 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (requests_tx, requests) = mpsc::channel(super::REQUEST_QUEUE);
     let requests_dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let publishes_dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let (status, status_rx) = watch::channel(Status::default());
     let client = Client {
@@ -91,6 +92,7 @@ pub async fn start(
         local,
         status: status_rx,
         requests_dropped: requests_dropped.clone(),
+        publishes_dropped: publishes_dropped.clone(),
     };
     let mut lp = EventLoop {
         swarm,
@@ -108,6 +110,7 @@ pub async fn start(
         next_inbound: 0,
         requests_tx,
         requests_dropped,
+        publishes_dropped,
         bans: HashMap::new(),
     };
     // Wait until every listener reported an address, so callers can print them.
@@ -146,6 +149,8 @@ struct EventLoop {
     requests_tx: mpsc::Sender<super::Request>,
     /// Requests answered at once because the node's queue was full.
     requests_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Publishes dropped while waiting for a peer (over [`Pending`]'s bounds).
+    publishes_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Banned peers and when their ban ends.
     bans: HashMap<PeerId, std::time::Instant>,
 }
@@ -259,6 +264,8 @@ impl EventLoop {
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                         let dropped = self.pending_publishes.push(t.hash(), data);
                         if dropped > 0 {
+                            self.publishes_dropped
+                                .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
                             tracing::debug!(topic = %t, dropped, "publishes waiting for a peer over their bounds (256, 4 MiB): oldest dropped; archives carry them");
                         }
                         Ok(())
