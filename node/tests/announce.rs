@@ -143,6 +143,46 @@ async fn a_round_without_messages_makes_no_announcement() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_committed_by_a_round_cut_before_announcing_is_announced_by_the_next() {
+    let control = start().await;
+    let id = create_driven(&control.node, "cut").await.community_id().unwrap();
+    let m = control.node.send_message(id, Topic::from_name("chat"), b"one".to_vec()).await.unwrap();
+    past(m.timestamp).await;
+    let announced = control.node.seeder.round(id).await.unwrap().index_cid.unwrap();
+    // A round that committed its archives and index, then died before announcing them (kill -9).
+    let m = control.node.send_message(id, Topic::from_name("chat"), b"two".to_vec()).await.unwrap();
+    past(m.timestamp).await;
+    let seeder = &control.node.seeder;
+    let builder = archive_node::archive::Builder::new(seeder.messages.clone(), seeder.state.clone());
+    let params = archive_node::archive::Params {
+        community: id,
+        from: None,
+        to: m.timestamp + 1,
+        partition_secs: seeder.config.partition_secs,
+        topics: Vec::new(),
+        key: None,
+        members: None,
+    };
+    let cut =
+        builder.run(&params, &mut archive_node::archive::StoreSink::new(seeder.blocks.clone())).unwrap();
+    let committed = cut.index_cid.unwrap();
+    assert_ne!(committed, announced);
+    let accepted =
+        |n: &Node| announce::verify(&id, &n.archive_state.announcement(&id).unwrap().unwrap()).unwrap();
+    assert_eq!(accepted(&control.node).announcement.cid, announced);
+
+    // The next round finds no new message, and still announces what the cut round committed.
+    let next = seeder.round(id).await.unwrap();
+    assert!(next.archives.is_empty());
+    assert_eq!(next.index_cid.as_deref(), Some(committed.as_str()));
+    assert_eq!(accepted(&control.node).announcement.cid, committed);
+    // Once announced, a quiet round announces nothing again.
+    let clock = accepted(&control.node).announcement.clock;
+    assert!(seeder.round(id).await.unwrap().index_cid.is_none());
+    assert_eq!(accepted(&control.node).announcement.clock, clock);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_joiner_gets_the_latest_announcement_by_request() {
     let (control, late) = (start().await, start().await);
     let id = create_driven(&control.node, "history").await.community_id().unwrap();

@@ -61,12 +61,31 @@ def all_messages(node, cid: str) -> list[dict]:
             return messages
 
 
+def history_difference(ours: list[dict], theirs: list[dict]) -> str:
+    """What tells two histories apart, briefly: counts, messages only one side has, and the
+    fields that differ in messages both have."""
+    def ident(m: dict) -> str:
+        return m.get("id") or m.get("hash") or repr(sorted(m.items()))[:80]
+
+    mine, other = {ident(m): m for m in ours}, {ident(m): m for m in theirs}
+    missing = [k for k in mine if k not in other]
+    extra = [k for k in other if k not in mine]
+    changed = {k: sorted(f for f in mine[k] if mine[k].get(f) != other[k].get(f)) for k in mine if k in other}
+    changed = {k: v for k, v in changed.items() if v}
+    order = [ident(m) for m in theirs] != [ident(m) for m in ours if ident(m) in other]
+    return (
+        f"ours {len(ours)}, theirs {len(theirs)} ({len(other)} distinct); missing {missing[:5]}"
+        f" ({len(missing)}), extra {extra[:5]} ({len(extra)}), fields differ in"
+        f" {len(changed)}: {list(changed.items())[:3]}, order differs: {order}"
+    )
+
+
 def assert_same_history(control, member, cid: str, messages: int) -> None:
     """The member holds exactly the control node's `messages` messages (no loss, no
     duplicates), and has downloaded and imported every archive of the index."""
     ours, theirs = all_messages(control, cid), all_messages(member, cid)
     assert len(ours) == messages
-    assert theirs == ours, "no loss, no duplicates"
+    assert theirs == ours, f"no loss, no duplicates: {history_difference(ours, theirs)}"
     progress = member.rpc.call("archive_importProgress", {"communityId": cid})
     in_index = len(control.rpc.call("archive_index", {"communityId": cid})["archives"])
     assert progress["downloaded"] == progress["imported"] == in_index

@@ -155,7 +155,11 @@ impl Seeder {
             (Builder::new(self.messages.clone(), self.state.clone()), self.blocks.clone());
         let outcome =
             tokio::task::spawn_blocking(move || builder.run(&params, &mut StoreSink::new(blocks))).await??;
-        let Some(index_cid) = outcome.index_cid.clone() else {
+        let made = match outcome.index_cid.clone() {
+            Some(cid) => Some(cid),
+            None => self.unannounced(&record).await?,
+        };
+        let Some(index_cid) = made else {
             let _ = self.events.send(Event::NoneCreated { community, from: outcome.from, to: outcome.to });
             return Ok(outcome);
         };
@@ -204,6 +208,31 @@ impl Seeder {
             Ok(Err(e)) => tracing::warn!(%community, error = %e, "archived messages keep their copies"),
             Err(e) => tracing::warn!(%community, error = %e, "archived messages keep their copies"),
         }
+    }
+
+    /// The index committed by an earlier round when no accepted announcement covers its
+    /// archives: a round cut (a crash) between committing its index and announcing it. Without
+    /// this, a round that finds no new messages would leave those archives unannounced for good.
+    async fn unannounced(&self, record: &Record) -> Result<Option<String>, Error> {
+        let community = record.community_id()?;
+        let Some(ours) = self.state.index_cid(&community)? else { return Ok(None) };
+        let Some(theirs) = self.state.accepted(&community)?.map(|s| s.announcement.cid) else {
+            return Ok(Some(ours));
+        };
+        if theirs == ours {
+            return Ok(None);
+        }
+        let (blocks, state, ring) = (self.blocks.clone(), self.state.clone(), record.keys()?);
+        let theirs_cid = parse_cid(&theirs)?;
+        tokio::task::spawn_blocking(move || -> Result<Option<String>, Error> {
+            let ring: KeyRing = ring.iter().cloned().collect();
+            // An announced index we cannot read here is merged (fetched) by the round.
+            let Ok(announced) = super::index::read(&blocks, theirs_cid, &ring) else { return Ok(Some(ours)) };
+            let committed = state.index(&community)?;
+            let covered = committed.archives.keys().all(|id| announced.archives.contains_key(id));
+            Ok((!covered).then_some(ours))
+        })
+        .await?
     }
 
     /// A second device holding the same community key may have announced an index we do not
