@@ -19,7 +19,7 @@ say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 start_daemon() {
   local name=$1
-  "$bin" daemon --data-dir "$work/$name" --rpc-port 0 > "$work/$name.out" 2> "$work/$name.log" &
+  "$bin" daemon --data-dir "$work/$name" --rpc-port 0 --listen /ip4/127.0.0.1/tcp/0 > "$work/$name.out" 2> "$work/$name.log" &
   pids+=($!)
   # The daemon prints its RPC URL and then its listen address once it serves.
   for _ in $(seq 1 300); do

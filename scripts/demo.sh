@@ -21,7 +21,7 @@ an() { local who=$1; shift; "$bin" "$@" --data-dir "$work/$who"; }
 
 start() {
   local who=$1
-  "$bin" daemon --data-dir "$work/$who" --rpc-port 0 > "$work/$who.out" 2> "$work/$who.log" &
+  "$bin" daemon --data-dir "$work/$who" --rpc-port 0 --listen /ip4/127.0.0.1/tcp/0 > "$work/$who.out" 2> "$work/$who.log" &
   pids[$who]=$!
   for _ in $(seq 1 300); do [ "$(wc -l < "$work/$who.out")" -ge 2 ] && break; sleep 0.1; done
   sed -n 's/^listening //p' "$work/$who.out" | head -1 > "$work/$who.addr"

@@ -12,6 +12,13 @@ export HOSTILE_PEER_BIN="$root/target/debug/examples/hostile_peer"
 
 source scripts/venv.sh
 
+# The NAT tests (tests/test_nat.py) build home routers with nftables: install it when missing.
+if ! command -v nft >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q nftables >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nftables >/dev/null 2>&1; } \
+    || echo "note: cannot install nftables: the NAT tests will be skipped" >&2
+fi
+
 cd tests-functional
 # Real peers (Helia, our daemons) talk on loopback only; inside a private network namespace
 # nothing can leave the machine even by mistake. A private mount namespace lets the disk tests

@@ -110,13 +110,17 @@ def daemons(node_bin, tmp_path):
     config = tmp_path / "fast.toml"
     config.write_text(gossip)
 
-    def start(data_dir=None, debug=False, extra_config="", extra_gossip=""):
-        """`extra_gossip`: more `[gossip]` keys; `extra_config`: more sections."""
+    def start(data_dir=None, debug=False, extra_config="", extra_gossip="", netns=None, listen=None, bootstrap=None):
+        """`extra_gossip`: more `[gossip]` keys; `extra_config`: more sections; `netns`: run in
+        that namespace (clients/netns.py), listening on `listen`, dialing `bootstrap` at start."""
         cfg = config
         if debug or extra_config or extra_gossip:
             cfg = tmp_path / f"config{len(started)}.toml"
             cfg.write_text(gossip + extra_gossip + ("[rpc]\ndebug_methods = true\n" if debug else "") + extra_config)
-        d = Daemon(node_bin, data_dir or tmp_path / f"node{len(started)}", extra=("--config", str(cfg)))
+        extra = ["--config", str(cfg)]
+        extra += ["--listen", listen] if listen else []
+        extra += ["--bootstrap", bootstrap] if bootstrap else []
+        d = Daemon(node_bin, data_dir or tmp_path / f"node{len(started)}", extra=extra, netns=netns)
         started.append(d)
         return d
 

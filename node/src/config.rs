@@ -11,7 +11,7 @@ use crate::blocks::store;
 use crate::network;
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
@@ -24,6 +24,22 @@ pub struct Config {
 }
 
 /// `[node]`: where the node keeps its state.
+/// A daemon's defaults: those of each subsystem, listening on every interface (the in-process
+/// network default is loopback).
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node: NodeConfig::default(),
+            store: store::Config::default(),
+            network: network::Config { listen: network::config::public_listen(), ..Default::default() },
+            gossip: Default::default(),
+            archive: Default::default(),
+            membership: Default::default(),
+            rpc: RpcConfig::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
@@ -94,6 +110,11 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.rpc.port, DEFAULT_RPC_PORT);
         assert!(c.network.bootstrap.is_empty(), "no public bootstrap peers by default");
+        let public = network::config::public_listen();
+        assert_eq!(c.network.listen, public, "a daemon listens on every interface by default");
+        assert_eq!(Config::default().network.listen, public);
+        assert_eq!(Config::parse("[network]\nupnp = true\n").unwrap().network.listen, public);
+        assert!(Config::parse("[network]\nupnp = true\n").unwrap().network.upnp);
         let c = Config::parse("[rpc]\nport = 0\n[store]\nquota = 1000\n").unwrap();
         assert_eq!(c.rpc.port, 0);
         assert_eq!(c.store.quota, Some(1000));

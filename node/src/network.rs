@@ -2,22 +2,29 @@
 //! cloneable [`Client`] over a bounded command channel with oneshot replies, and hears about it
 //! through [`Event`]s. No libp2p event type leaves this module.
 //!
-//! Transports: TCP (and QUIC with the `quic` feature), Noise, Yamux. Behaviours: connection
-//! limits, identify (`/ipfs/id/1.0.0`), ping, Kademlia in server mode (protocol
-//! `/archive-node/kad/1.0.0` by default), and generic streams for Bitswap.
+//! Transports: TCP (and QUIC with the `quic` feature), Noise, Yamux, and circuit relay v2.
+//! Behaviours: connection limits, identify (`/ipfs/id/1.0.0`), ping, Kademlia (protocol
+//! `/archive-node/kad/1.0.0` by default; a server once publicly reachable), gossipsub,
+//! generic streams for Bitswap, and NAT traversal: AutoNAT v2 client and server, a relay
+//! server (advertised only while publicly reachable), the relay client, DCUtR hole punching
+//! and opt-in UPnP (see [`reachability`]).
 
 mod behaviour;
 mod command;
-mod config;
+pub mod config;
+mod connections;
+mod direct_only;
 mod event_loop;
 pub mod inbound;
 mod kad_store;
 pub mod keys;
 pub mod pending;
+pub mod reachability;
 pub mod state_codec;
 
 pub use command::{Client, PeerInfo};
-pub use config::Config;
+pub use config::{Config, KadMode, RelayConfig};
+pub use connections::Link;
 pub use event_loop::{start, Started};
 pub use libp2p::{Multiaddr, PeerId};
 
@@ -32,6 +39,9 @@ pub enum Event {
     PeerConnected(PeerId),
     /// The last connection to the peer closed.
     PeerDisconnected(PeerId),
+    /// A first direct connection to a peer we were connected to through relays only (a hole
+    /// punch worked, or it dialed us): Bitswap can reach it now.
+    PeerDirect(PeerId),
     /// We listen on a new address (with `/p2p/<our id>`).
     ListeningOn(Multiaddr),
     /// The peer told us the protocols it speaks.

@@ -2,6 +2,7 @@
 //! offers what the CLI and the RPC API call.
 
 mod counters;
+pub mod discovery;
 mod membership;
 mod state_exchange;
 mod sync;
@@ -289,6 +290,7 @@ impl Node {
         tokio::spawn(node.clone().wire_events());
         tokio::spawn(node.clone().serve_requests(started.requests));
         tokio::spawn(node.clone().reprovide_loop());
+        tokio::spawn(node.clone().discovery_loop());
         Ok(node)
     }
 
@@ -380,6 +382,8 @@ impl Node {
         let id = r.community_id()?;
         self.set_subscribed(&id, true).await?;
         self.ensure_description(id, access).await?;
+        let node = self.clone();
+        tokio::spawn(async move { node.discover(id).await });
         Ok(r)
     }
 
@@ -412,6 +416,9 @@ impl Node {
                 tokio::spawn(self.clone().pull_state(peer, vec![id]));
             }
         }
+        // Peers found later are asked for the state as they connect.
+        let node = self.clone();
+        tokio::spawn(async move { node.discover(id).await });
         Ok(r)
     }
 
@@ -549,6 +556,7 @@ impl Node {
                         self.retry_stalled_syncs();
                     }
                     Ok(network::Event::PeerDisconnected(peer)) => self.bitswap.peer_disconnected(&peer),
+                    Ok(network::Event::PeerDirect(_)) => self.retry_stalled_syncs(),
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         // Only notices (peers came and went) travel here: missed ones cost a pull

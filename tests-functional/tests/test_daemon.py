@@ -42,7 +42,7 @@ def test_peer_id_persists_across_restarts(daemons):
 
 def test_a_second_instance_on_the_same_data_dir_is_refused(daemons, node_bin):
     a = daemons()
-    proc = subprocess.run([node_bin, "daemon", "--data-dir", str(a.data_dir), "--rpc-port", "0"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([node_bin, "daemon", "--data-dir", str(a.data_dir), "--rpc-port", "0", "--listen", "/ip4/127.0.0.1/tcp/0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "another archive-node already runs on data dir" in proc.stderr
     assert a.rpc.call("node_info")["version"], "the first one still serves"

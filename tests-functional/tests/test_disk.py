@@ -54,7 +54,7 @@ def test_a_read_only_data_dir_is_a_clear_error_and_damages_nothing(daemons, node
     mount("--bind", str(d.data_dir), str(d.data_dir))
     try:
         mount("-o", "remount,bind,ro", str(d.data_dir))
-        proc = subprocess.run([node_bin, "daemon", "--data-dir", str(d.data_dir), "--rpc-port", "0"],
+        proc = subprocess.run([node_bin, "daemon", "--data-dir", str(d.data_dir), "--rpc-port", "0", "--listen", "/ip4/127.0.0.1/tcp/0"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode != 0
         err = proc.stderr.strip().splitlines()

@@ -17,7 +17,7 @@ pub struct DaemonArgs {
     /// Data directory [default: [node] data_dir, else $ARCHIVE_NODE_DATA_DIR, else ~/.archive-node].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to listen on for peers (repeatable) [default: /ip4/127.0.0.1/tcp/0].
+    /// Address to listen on for peers (repeatable) [default: /ip4/0.0.0.0/tcp/4001, every interface].
     #[arg(long)]
     listen: Vec<Multiaddr>,
     /// RPC port on 127.0.0.1; 0 picks a free port and writes it to <data-dir>/rpc.port [default: 5420].

@@ -1,9 +1,10 @@
 //! The composed libp2p behaviour.
 
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, identity, kad, ping, request_response,
-    StreamProtocol,
+    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad, ping, relay,
+    request_response, upnp, StreamProtocol,
 };
 
 use super::{Config, Error};
@@ -24,8 +25,21 @@ pub(super) struct Behaviour {
     pub kad: kad::Behaviour<super::kad_store::SplitStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub state: request_response::Behaviour<super::state_codec::Codec>,
-    pub stream: libp2p_stream::Behaviour,
-    pub inbound: super::inbound::Behaviour,
+    /// Bitswap's streams, on direct connections only.
+    pub stream: super::direct_only::DirectOnly<libp2p_stream::Behaviour>,
+    pub inbound: super::direct_only::DirectOnly<super::inbound::Behaviour>,
+    /// Listens through relays (`/p2p-circuit`) and dials peers that listen so.
+    pub relay_client: relay::client::Behaviour,
+    /// Relays for others; advertised only while we are publicly reachable.
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Upgrades relayed connections to direct ones (hole punching).
+    pub dcutr: dcutr::Behaviour,
+    /// Asks peers to dial our candidate addresses back (AutoNAT v2).
+    pub autonat_client: Toggle<autonat::v2::client::Behaviour>,
+    /// Dials back the candidate addresses of peers that ask.
+    pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
+    /// Port mapping on the home router (opt-in).
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 /// Scoring of a community topic: a peer is penalised for what it forwards that our checks
@@ -50,6 +64,7 @@ impl Behaviour {
         config: &Config,
         gossip: &crate::gossip::Config,
         inbound_protocols: Vec<StreamProtocol>,
+        relay_client: relay::client::Behaviour,
     ) -> Result<(Self, tokio::sync::mpsc::Receiver<super::inbound::Incoming>), Error> {
         let peer = key.public().to_peer_id();
         let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())
@@ -57,8 +72,11 @@ impl Behaviour {
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(DHT_QUERY_TIMEOUT);
         let mut kad = kad::Behaviour::with_config(peer, super::kad_store::SplitStore::new(peer), kad_config);
-        // Loopback and private networks never confirm an external address: serve anyway.
-        kad.set_mode(Some(kad::Mode::Server));
+        // Auto: the event loop sets the mode from our reachability (see `reachability.rs`).
+        kad.set_mode(match config.kad_mode {
+            super::KadMode::Server => Some(kad::Mode::Server),
+            super::KadMode::Client | super::KadMode::Auto => Some(kad::Mode::Client),
+        });
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(config.max_connections_per_peer));
@@ -108,8 +126,17 @@ impl Behaviour {
                 [(super::state_codec::PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(std::time::Duration::from_secs(10)),
             ),
-            stream: libp2p_stream::Behaviour::new(),
-            inbound,
+            stream: super::direct_only::DirectOnly::new(libp2p_stream::Behaviour::new()),
+            inbound: super::direct_only::DirectOnly::new(inbound),
+            relay_client,
+            relay_server: Toggle::from(
+                config.relay.server.then(|| relay::Behaviour::new(peer, config.relay.server_config())),
+            ),
+            dcutr: dcutr::Behaviour::new(peer),
+            // Tests the most reported candidates every 5 s.
+            autonat_client: Toggle::from(config.autonat.then(autonat::v2::client::Behaviour::default)),
+            autonat_server: Toggle::from(config.autonat.then(autonat::v2::server::Behaviour::default)),
+            upnp: Toggle::from(config.upnp.then(upnp::tokio::Behaviour::default)),
         };
         Ok((behaviour, incoming))
     }

@@ -31,6 +31,8 @@ pub(super) enum Command {
 pub struct PeerInfo {
     pub peer_id: String,
     pub addrs: Vec<String>,
+    /// `direct`, or `relayed` when every connection goes through a relay.
+    pub link: super::connections::Link,
     /// Its gossipsub score (negative: it forwarded what our checks rejected).
     pub gossip_score: Option<f64>,
 }
@@ -54,6 +56,7 @@ pub struct Client {
 pub(super) struct Status {
     pub listen_addrs: Vec<Multiaddr>,
     pub banned: Vec<PeerId>,
+    pub nat: super::reachability::NatStatus,
 }
 
 impl Client {
@@ -91,6 +94,11 @@ impl Client {
     /// The connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
         self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    /// Whether peers can dial us, our external and relayed addresses, hole punches.
+    pub fn nat(&self) -> super::reachability::NatStatus {
+        self.status.borrow().nat.clone()
     }
 
     /// Our listen addresses, each with `/p2p/<our id>`.

@@ -2,7 +2,7 @@
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
     gossipsub, identify, identity, kad, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
@@ -10,6 +10,8 @@ use libp2p::{
 use std::collections::HashMap;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+
+mod nat;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Client, Command, PeerInfo, Status, COMMAND_QUEUE};
@@ -33,6 +35,12 @@ fn yamux_config() -> yamux::Config {
     c.set_max_num_streams(YAMUX_MAX_STREAMS);
     c
 }
+
+/// Longest a connection takes to open and upgrade (TCP, Noise, Yamux). Shorter than AutoNAT
+/// v2's 10 s per test: a dial-back to a peer behind a NAT that drops it silently then fails
+/// in time to tell the peer it is not reachable, rather than leaving it untested. Ample for
+/// links of a few hundred milliseconds.
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Community state requests from peers awaiting our answer (more are refused).
 const PENDING_INBOUND_REQUESTS: usize = 1024;
@@ -59,17 +67,25 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> Result<Started, Error> {
     let local = key.public().to_peer_id();
-    let (behaviour, incoming) = Behaviour::new(&key, &config, &gossip, inbound_protocols)?;
-    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
         .map_err(|e| Error::Setup(e.to_string()))?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
+    let mut incoming = None;
     let mut swarm = builder
-        .with_behaviour(|_| behaviour)
+        .with_relay_client(noise::Config::new, yamux_config)
+        .map_err(|e| Error::Setup(e.to_string()))?
+        .with_behaviour(|_, relay_client| {
+            let (behaviour, rx) = Behaviour::new(&key, &config, &gossip, inbound_protocols, relay_client)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
+            incoming = Some(rx);
+            Ok(behaviour)
+        })
         .map_err(|e| Error::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout()))
+        .with_connection_timeout(CONNECTION_TIMEOUT)
         .build();
 
     let mut listen_ids = Vec::new();
@@ -79,7 +95,8 @@ pub async fn start(
             .map_err(|e| Error::Listen { addr: addr.to_string(), reason: e.to_string() })?;
         listen_ids.push(id);
     }
-    let streams = swarm.behaviour().stream.new_control();
+    let incoming = incoming.ok_or_else(|| Error::Setup("no behaviour built".into()))?;
+    let streams = swarm.behaviour().stream.inner().new_control();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (requests_tx, requests) = mpsc::channel(super::REQUEST_QUEUE);
     let requests_dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -112,7 +129,22 @@ pub async fn start(
         requests_dropped,
         publishes_dropped,
         bans: HashMap::new(),
+        nat: super::reachability::Tracker::new(&config.listen),
+        nat_settings: nat::Settings {
+            kad_mode: config.kad_mode,
+            relay_client: config.relay.client,
+            max_relays: config.relay.max_relays,
+        },
+        relays: nat::Relays::default(),
+        connections: super::connections::Connections::default(),
+        awaiting_peer: HashMap::new(),
     };
+    for addr in &config.external {
+        // The behaviours hear of it from the swarm; the swarm reports no event for it.
+        lp.swarm.add_external_address(addr.clone());
+        lp.nat.confirmed(addr.clone());
+    }
+    lp.apply_reachability();
     // Wait until every listener reported an address, so callers can print them.
     while lp.pending_listen > 0 {
         tokio::select! {
@@ -129,6 +161,7 @@ pub async fn start(
     Ok(Started { client, requests, streams, incoming, task })
 }
 
+type DialReply = oneshot::Sender<Result<PeerId, Error>>;
 type ProvidersReply = oneshot::Sender<Result<Vec<PeerId>, Error>>;
 
 struct EventLoop {
@@ -153,7 +186,19 @@ struct EventLoop {
     publishes_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Banned peers and when their ban ends.
     bans: HashMap<PeerId, std::time::Instant>,
+    /// Whether peers can dial us.
+    nat: super::reachability::Tracker,
+    nat_settings: nat::Settings,
+    /// Reservations asked of relays.
+    relays: nat::Relays,
+    /// Open connections, direct or relayed.
+    connections: super::connections::Connections,
+    /// Dial requests waiting on a dial to the same peer already under way.
+    awaiting_peer: HashMap<PeerId, Vec<(Multiaddr, DialReply)>>,
 }
+
+/// Providers a lookup dials at most, while the query still knows their addresses.
+const PROVIDERS_DIALED: usize = 16;
 
 /// How often expired bans are lifted.
 const BAN_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
@@ -317,7 +362,8 @@ impl EventLoop {
                     .connected_peers()
                     .map(|p| PeerInfo {
                         peer_id: p.to_string(),
-                        addrs: Vec::new(),
+                        addrs: self.connections.addrs(p).iter().map(|a| a.to_string()).collect(),
+                        link: self.connections.link(p).unwrap_or(super::Link::Direct),
                         gossip_score: self.swarm.behaviour().gossipsub.peer_score(p),
                     })
                     .collect();
@@ -349,9 +395,16 @@ impl EventLoop {
     /// Dials; the reply goes out when the connection is established or fails.
     fn start_dial(&mut self, opts: DialOpts, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>>) {
         let id = opts.connection_id();
+        let peer = opts.get_peer_id();
         match self.swarm.dial(opts) {
             Ok(()) => {
                 self.pending_dials.insert(id, (addr, reply));
+            }
+            // A dial to the peer is under way already (a provider lookup started it): its
+            // outcome answers this one too.
+            Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) if peer.is_some() => {
+                let peer = peer.expect("checked");
+                self.awaiting_peer.entry(peer).or_default().push((addr, reply));
             }
             Err(e) => {
                 let _ = reply.send(Err(Error::Dial { addr: addr.to_string(), reason: e.to_string() }));
@@ -369,10 +422,32 @@ impl EventLoop {
                 self.emit(Event::ListeningOn(full));
             }
             SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                tracing::debug!(?reason, "listener closed");
+                self.on_listener_closed(listener_id);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let full = address.with_p2p(self.local).unwrap_or_else(|a| a);
+                self.status.send_modify(|s| s.listen_addrs.retain(|a| *a != full));
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => self.on_external_confirmed(address),
+            SwarmEvent::ExternalAddrExpired { address } => self.on_external_expired(&address),
             SwarmEvent::ConnectionEstablished {
                 peer_id, connection_id, num_established, endpoint, ..
             } => {
+                let remote = endpoint.get_remote_address().clone();
+                let was = self.connections.link(&peer_id);
+                self.connections.opened(peer_id, connection_id, remote, endpoint.is_dialer());
+                if was == Some(super::Link::Relayed)
+                    && self.connections.link(&peer_id) == Some(super::Link::Direct)
+                {
+                    tracing::info!(peer = %peer_id, "direct connection to a relayed peer");
+                    self.emit(Event::PeerDirect(peer_id));
+                }
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                for (_, reply) in self.awaiting_peer.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(peer_id));
                 }
                 if endpoint.is_dialer() {
@@ -386,14 +461,23 @@ impl EventLoop {
                     self.emit(Event::PeerConnected(peer_id));
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                tracing::debug!(peer = %peer_id, "disconnected");
-                self.emit(Event::PeerDisconnected(peer_id));
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                self.connections.closed(&peer_id, connection_id);
+                if num_established == 0 {
+                    tracing::debug!(peer = %peer_id, "disconnected");
+                    self.emit(Event::PeerDisconnected(peer_id));
+                }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
                 if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ =
                         reply.send(Err(Error::Dial { addr: addr.to_string(), reason: error.to_string() }));
+                }
+                if let Some(peer) = peer_id.filter(|p| !self.swarm.is_connected(p)) {
+                    for (addr, reply) in self.awaiting_peer.remove(&peer).unwrap_or_default() {
+                        let _ = reply
+                            .send(Err(Error::Dial { addr: addr.to_string(), reason: error.to_string() }));
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -407,9 +491,14 @@ impl EventLoop {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
+                self.maybe_reserve(peer_id, &info.protocols);
                 let protocols = info.protocols.iter().map(|p| p.to_string()).collect();
                 self.emit(Event::PeerIdentified { peer: peer_id, protocols });
             }
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(ev)) => self.on_autonat(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => self.on_relay_client(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(ev)) => self.on_relay_server(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => self.on_dcutr(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::State(ev)) => self.on_state_event(ev),
@@ -499,6 +588,20 @@ impl EventLoop {
                 if let Some((found, _)) = self.pending_providers.get_mut(&id) {
                     if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
                         found.extend(providers.into_iter().filter(|p| *p != self.local));
+                    }
+                    // The providers' addresses live only as long as the query: dial them now.
+                    let dial: Vec<PeerId> = found
+                        .iter()
+                        .filter(|p| !self.swarm.is_connected(p))
+                        .take(PROVIDERS_DIALED)
+                        .copied()
+                        .collect();
+                    for p in dial {
+                        let opts =
+                            DialOpts::peer_id(p).condition(PeerCondition::DisconnectedAndNotDialing).build();
+                        if let Err(e) = self.swarm.dial(opts) {
+                            tracing::debug!(peer = %p, error = %e, "cannot dial a provider");
+                        }
                     }
                 }
                 if step.last {

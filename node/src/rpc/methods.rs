@@ -227,6 +227,22 @@ fn added(imported: crate::blocks::unixfs::Imported) -> Value {
     json!({"cid": imported.root.to_string(), "size": imported.size, "blocks": imported.blocks})
 }
 
+/// `node_info`'s `reachability` (`public`, `private`, `unknown`), `externalAddrs`,
+/// `relayedAddrs` and `holePunches`.
+fn nat_json(n: &crate::network::reachability::NatStatus) -> serde_json::Value {
+    let strings = |v: &[crate::network::Multiaddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    json!({
+        "reachability": n.reachability,
+        "externalAddrs": strings(&n.external),
+        "relayedAddrs": strings(&n.relayed),
+        "holePunches": {
+            "succeeded": n.hole_punches_succeeded,
+            "failed": n.hole_punches_failed,
+            "lastError": n.last_hole_punch_error,
+        },
+    })
+}
+
 /// Builds the module with every method.
 pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
     let debug = ctx.debug_methods;
@@ -243,6 +259,13 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "banned": ctx.node.network.banned().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "budgets": ctx.node.budgets(),
         }))
+        .map(|mut info| {
+            let nat = nat_json(&ctx.node.network.nat());
+            if let (Some(info), serde_json::Value::Object(nat)) = (info.as_object_mut(), nat) {
+                info.extend(nat);
+            }
+            info
+        })
     })?;
 
     m.register_async_method("node_rotateToken", |_p, ctx, _| async move {
@@ -265,7 +288,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         let peers = ctx.node.network.peers().await.map_err(failed)?;
         RpcResult::Ok(json!(peers
             .into_iter()
-            .map(|p| json!({"peerId": p.peer_id, "gossipScore": p.gossip_score}))
+            .map(|p| json!({"peerId": p.peer_id, "addrs": p.addrs, "link": p.link, "gossipScore": p.gossip_score}))
             .collect::<Vec<_>>()))
     })?;
 

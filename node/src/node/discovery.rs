@@ -1,0 +1,92 @@
+//! Members find each other: each node provides, on the DHT, a key derived from the id of every
+//! community it joined, and looks up that key's providers at join, at start and every
+//! [`DISCOVERY_INTERVAL`], connecting to up to [`COMMUNITY_PEERS`] of them. A member that knows
+//! only the invite and one bootstrap node finds the rest. Providing again each round keeps the
+//! record's addresses current (a relayed address appears once a reservation holds).
+
+use std::time::Duration;
+
+use crate::blocks::cid::{self, Cid};
+use crate::community::CommunityId;
+
+use super::Node;
+
+/// How often a node provides and looks up the keys of its communities.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Peers of one community a lookup connects to at most (beyond those connected already).
+pub const COMMUNITY_PEERS: usize = 8;
+
+/// The DHT key under which the nodes of a community provide: the CID of a raw block that
+/// nobody stores, so it never names content.
+pub fn community_key(id: &CommunityId) -> Cid {
+    let mut bytes = b"/archive-node/community/v1/".to_vec();
+    bytes.extend_from_slice(id.as_bytes());
+    cid::raw(&bytes)
+}
+
+impl Node {
+    /// Provides the community's key and connects to some of the other providers; returns how
+    /// many new peers it connected to.
+    pub async fn discover(&self, id: CommunityId) -> usize {
+        let key = community_key(&id);
+        if let Err(e) = self.network.provide(key).await {
+            tracing::debug!(community = %id, error = %e, "cannot provide the community key");
+        }
+        let found = match self.network.find_providers(key).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(community = %id, error = %e, "community lookup failed");
+                return 0;
+            }
+        };
+        let connected: std::collections::HashSet<String> =
+            self.network.peers().await.unwrap_or_default().into_iter().map(|p| p.peer_id).collect();
+        let mut new = 0;
+        for peer in found.into_iter().filter(|p| !connected.contains(&p.to_string())).take(COMMUNITY_PEERS) {
+            match self.network.dial_peer(peer).await {
+                Ok(_) => new += 1,
+                Err(e) => tracing::debug!(community = %id, %peer, error = %e, "community peer unreachable"),
+            }
+        }
+        if new > 0 {
+            tracing::info!(community = %id, new, "found peers of the community");
+        }
+        new
+    }
+
+    /// Discovers the peers of every joined community, now and every [`DISCOVERY_INTERVAL`].
+    pub(super) async fn discovery_loop(self) {
+        let mut tick = tokio::time::interval(DISCOVERY_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.cancel.cancelled() => return,
+            }
+            let ids: Vec<CommunityId> = match self.communities.list() {
+                Ok(list) => list.iter().filter_map(|r| r.community_id().ok()).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list communities to discover their peers");
+                    continue;
+                }
+            };
+            for id in ids {
+                self.discover(id).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_community_has_its_own_key() {
+        let (a, b) = (crate::crypto::KeyPair::generate(), crate::crypto::KeyPair::generate());
+        let (a, b) = (CommunityId::from_bytes(a.public()), CommunityId::from_bytes(b.public()));
+        assert_ne!(community_key(&a), community_key(&b));
+        assert_eq!(community_key(&a), community_key(&a));
+        assert_eq!(community_key(&a).codec(), cid::RAW);
+    }
+}

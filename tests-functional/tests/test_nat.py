@@ -1,0 +1,118 @@
+"""Real networks: nodes behind home NAT routers find each other through a public node (a
+bootstrap and relay, not a community member), reach each other through its relay, punch holes
+to connect directly, and move history over direct connections. The topology is built by the
+test (clients/netns.py) inside the suite's private network namespace."""
+
+import time
+
+import pytest
+
+from clients.netns import PUBLIC_IP, Topology, why_not
+from steps.communities import all_messages, create, send
+
+pytestmark = pytest.mark.skipif(why_not() is not None, reason=why_not() or "")
+
+PUBLIC_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+# One-second archive windows, so a test makes a few archives quickly.
+ARCHIVES = "[archive]\npartition_secs = 1\n"
+
+
+@pytest.fixture
+def topology():
+    t = Topology()
+    yield t
+    t.close()
+
+
+def wait(what: str, probe, timeout: float = 120):
+    """probe()'s first truthy value, polled until `timeout` (it reads state; it waits for no time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.2)
+
+
+def public_node(daemons, topology):
+    # A bootstrap node is told its public address: AutoNAT asks only peers we dialed, and
+    # nobody here is dialed by it.
+    external = f'[network]\nexternal = ["/ip4/{PUBLIC_IP}/tcp/4001"]\n'
+    pub = daemons(netns=topology.public(), listen=PUBLIC_LISTEN, extra_config=external)
+    return pub, f"/ip4/{PUBLIC_IP}/tcp/4001/p2p/{pub.rpc.call('node_info')['peerId']}"
+
+
+def home_node(daemons, topology, name: str, bootstrap: str, symmetric=False, extra_config=ARCHIVES):
+    ns = topology.home(name, symmetric=symmetric)
+    return daemons(netns=ns, listen=PUBLIC_LISTEN, bootstrap=bootstrap, extra_config=extra_config)
+
+
+def relayed(node) -> list[str]:
+    """The node's `/p2p-circuit` addresses once it holds a reservation."""
+    return node.rpc.call("node_info")["relayedAddrs"]
+
+
+def link_to(node, peer_id: str) -> str | None:
+    for p in node.rpc.call("node_peers"):
+        if p["peerId"] == peer_id:
+            return p["link"]
+    return None
+
+
+def synced(member, control_messages: list[dict], cid: str) -> bool:
+    progress = member.rpc.call("archive_importProgress", {"communityId": cid})
+    return progress["imported"] > 0 and progress["imported"] == progress["downloaded"] and all_messages(member, cid) == control_messages
+
+
+def history(control, cid: str, messages: int, size: int) -> list[dict]:
+    """`messages` messages of about `size` bytes over a few seconds, archived."""
+    import os
+
+    big = os.urandom(size)
+    last = 0
+    for i in range(messages):
+        last = send(control, cid, bytes([i]) + big)["timestamp"]
+    while time.time() < last + 1:
+        time.sleep(0.05)
+    made = control.rpc.call("archive_createNow", {"communityId": cid})
+    assert made["archives"] >= 1, made
+    return all_messages(control, cid)
+
+
+def test_members_behind_nats_find_each_other_and_sync_over_a_punched_direct_connection(daemons, topology):
+    pub, bootstrap = public_node(daemons, topology)
+    control = home_node(daemons, topology, "home-c", bootstrap)
+    # The public node relays; the NATed node learns it is not reachable (the public node's
+    # dial-back fails) and reserves a slot.
+    wait("the public node is public", lambda: pub.rpc.call("node_info")["reachability"] == "public")
+    wait("the control node holds a relay reservation", lambda: relayed(control))
+    wait("the control node knows it is private", lambda: control.rpc.call("node_info")["reachability"] == "private")
+
+    created = create(control, "behind-nat")
+    cid = created["communityId"]
+    ours = history(control, cid, messages=40, size=400 * 1024)
+    size = sum(len(m["payload"]) for m in ours) * 3 // 4
+
+    # Member B knows the invite and the bootstrap address, nothing else.
+    b = home_node(daemons, topology, "home-b", bootstrap)
+    b.rpc.call("community_join", {"invite": created["invite"]})
+    control_id = control.rpc.call("node_info")["peerId"]
+    wait("member B synced from the control node", lambda: synced(b, ours, cid), timeout=180)
+    assert wait("B is directly connected to the control node", lambda: link_to(b, control_id) == "direct")
+    punched = control.rpc.call("node_info")["holePunches"]["succeeded"] + b.rpc.call("node_info")["holePunches"]["succeeded"]
+    assert punched >= 1, "the direct connection came from a hole punch"
+    assert pub.rpc.call("community_list") == [], "the public node is no member"
+
+    # The control node goes away. Member A joins late with the same two strings and gets the
+    # whole history from B, directly: the public node carries far less than the history.
+    control.terminate()
+    a = home_node(daemons, topology, "home-a", bootstrap)
+    before = pub.netns.link_bytes("eth0")
+    a.rpc.call("community_join", {"invite": created["invite"]})
+    wait("member A synced from member B", lambda: synced(a, ours, cid), timeout=180)
+    carried = pub.netns.link_bytes("eth0") - before
+    b_id = b.rpc.call("node_info")["peerId"]
+    assert link_to(a, b_id) == "direct"
+    assert carried < size / 4, f"the public node carried {carried} bytes of a {size}-byte history"
