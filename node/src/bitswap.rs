@@ -7,6 +7,7 @@
 //! Wantlists go to the [`server`], blocks and presences to the fetch sessions of the [`client`].
 //! Answers and wants go out through one writer per peer on a stream we open.
 
+pub mod bandwidth;
 pub mod client;
 pub mod codec;
 pub mod message;
@@ -97,6 +98,8 @@ pub struct Bitswap {
     next_slot: Arc<AtomicU64>,
     evicted: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
+    /// Limits on block data each way, and what moved.
+    bandwidth: bandwidth::Bandwidth,
 }
 
 impl Bitswap {
@@ -106,12 +109,14 @@ impl Bitswap {
         control: libp2p_stream::Control,
         incoming: mpsc::Receiver<(PeerId, libp2p::Stream)>,
         store: BlockStore,
+        bandwidth: bandwidth::Bandwidth,
         cancel: CancellationToken,
     ) -> Self {
         let outboxes = outbox::Outboxes::new(control.clone(), cancel.clone());
         let (events, _) = broadcast::channel(256);
         let bs = Self {
-            server: server::Server::new(store.clone(), outboxes.clone()),
+            server: server::Server::new(store.clone(), outboxes.clone(), bandwidth.clone()),
+            bandwidth,
             store,
             outboxes,
             registry: client::Registry::default(),
@@ -125,6 +130,11 @@ impl Bitswap {
         };
         tokio::spawn(bs.clone().accept_loop(incoming, cancel));
         bs
+    }
+
+    /// Limits on block data each way, and what moved.
+    pub fn bandwidth(&self) -> &bandwidth::Bandwidth {
+        &self.bandwidth
     }
 
     /// Blocks and block bytes this node has served to peers since start.
@@ -312,6 +322,8 @@ impl Bitswap {
                 let _ = self.events.send(Event::PeerMisbehaved { peer, reason });
             }
         }
+        // Blocks wait for the download limit before the stream is read further.
+        self.bandwidth.download(m.blocks.iter().map(|b| b.data().len()).sum()).await;
         for b in m.blocks {
             self.registry.on_block(peer, b).await;
         }

@@ -59,8 +59,10 @@ enum Command {
     Info(client::InfoArgs),
     /// Ask the running daemon to connect to a peer.
     Connect(client::ConnectArgs),
-    /// List the running daemon's connected peers.
+    /// List the running daemon's connected peers, each `direct` or `relayed`.
     Peers(client::InfoArgs),
+    /// Show the running daemon's bandwidth use and limits on block data, or set the limits.
+    Bandwidth(client::BandwidthArgs),
     /// Print the running daemon's signals as JSON lines until interrupted.
     Signals(client::InfoArgs),
     /// Size, blocks, completeness and pins of a DAG, as JSON (same as `blocks stat`).
@@ -172,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(a) => client::info(a),
         Command::Connect(a) => client::connect(a),
         Command::Peers(a) => client::peers(a),
+        Command::Bandwidth(a) => client::bandwidth(a),
         Command::Signals(a) => client::signals(a),
         Command::Stat(a) => blocks::stat(a),
         Command::Community(c) => community::run(c),

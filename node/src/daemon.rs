@@ -262,6 +262,7 @@ fn metrics_text(node: &Node, started: Instant) -> String {
         node.bitswap.served().bytes,
     ) + &refusals_text(node)
         + &budgets_text(node)
+        + &bandwidth_text(node)
 }
 
 fn budgets_text(node: &Node) -> String {
@@ -333,6 +334,34 @@ fn budgets_text(node: &Node) -> String {
         gauge("fetches_held", "Roots held against GC by fetches in progress.", b.fetches_held as u64),
     ]
     .concat()
+}
+
+fn bandwidth_text(node: &Node) -> String {
+    let (up, down) = node.bitswap.bandwidth().usage();
+    let mut out = String::new();
+    for (name, kind, help, get) in [
+        (
+            "bandwidth_bytes_total",
+            "counter",
+            "Bytes of blocks moved, by direction.",
+            (|u: &crate::bitswap::bandwidth::Usage| u.total) as fn(&_) -> u64,
+        ),
+        ("bandwidth_rate_bytes", "gauge", "Bytes of blocks moved in the last second, by direction.", |u| {
+            u.rate
+        }),
+        (
+            "bandwidth_limit_bytes",
+            "gauge",
+            "Limit on bytes of blocks per second, by direction (0: none).",
+            |u| u.limit,
+        ),
+    ] {
+        out.push_str(&format!("# HELP archive_node_{name} {help}\n# TYPE archive_node_{name} {kind}\n"));
+        for (direction, u) in [("upload", &up), ("download", &down)] {
+            out.push_str(&format!("archive_node_{name}{{direction=\"{direction}\"}} {}\n", get(u)));
+        }
+    }
+    out
 }
 
 fn refusals_text(node: &Node) -> String {

@@ -223,6 +223,10 @@ impl Node {
         let author = load_or_create_author(&dir.author_key())?;
         let key = network::keys::load_or_create(&dir.node_key())?;
         let heartbeat = Duration::from_millis(config.gossip.heartbeat_ms.max(1));
+        let bandwidth = crate::bitswap::bandwidth::Bandwidth::new(
+            config.network.max_upload_rate,
+            config.network.max_download_rate,
+        );
         let started = network::start(
             key,
             config.network,
@@ -231,7 +235,13 @@ impl Node {
             cancel.child_token(),
         )
         .await?;
-        let bitswap = Bitswap::start(started.streams, started.incoming, blocks.clone(), cancel.child_token());
+        let bitswap = Bitswap::start(
+            started.streams,
+            started.incoming,
+            blocks.clone(),
+            bandwidth,
+            cancel.child_token(),
+        );
         let (events, _) = tokio::sync::broadcast::channel(EVENT_QUEUE);
         let seeder = crate::archive::seeder::Seeder {
             messages: messages.clone(),

@@ -123,7 +123,7 @@ class Topology:
         host.sh("ip", "link", "set", "eth0", "up")
         host.sh("ip", "route", "add", "default", "via", lan_router)
         router.sh("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        ports = "random-fully" if symmetric else ""
+        ports = "fully-random" if symmetric else ""
         router.sh("nft", "-f", "-", input=f"""
 table ip nat {{
   chain postrouting {{ type nat hook postrouting priority srcnat; oifname "wan" masquerade {ports}; }}

@@ -116,3 +116,35 @@ def test_members_behind_nats_find_each_other_and_sync_over_a_punched_direct_conn
     b_id = b.rpc.call("node_info")["peerId"]
     assert link_to(a, b_id) == "direct"
     assert carried < size / 4, f"the public node carried {carried} bytes of a {size}-byte history"
+
+
+def test_behind_a_symmetric_nat_punching_fails_and_history_comes_from_the_public_node(daemons, topology):
+    pub, bootstrap = public_node(daemons, topology)
+    control = home_node(daemons, topology, "home-c", bootstrap)
+    wait("the control node holds a relay reservation", lambda: relayed(control))
+    created = create(control, "symmetric")
+    cid = created["communityId"]
+    ours = history(control, cid, messages=8, size=200 * 1024)
+
+    # A member behind a NAT that picks a new port for every flow: reachable through the relay only.
+    s = home_node(daemons, topology, "home-s", bootstrap, symmetric=True)
+    wait("the member holds a relay reservation", lambda: relayed(s))
+    s.rpc.call("community_join", {"invite": created["invite"]})
+    control_id = control.rpc.call("node_info")["peerId"]
+    # The announcement reaches it over the relayed connection, the only one it has to a member.
+    announced = control.rpc.call("archive_latestAnnouncement", {"communityId": cid})
+    wait("the member accepted the announcement", lambda: (s.rpc.call("archive_latestAnnouncement", {"communityId": cid}) or {}).get("cid") == announced["cid"])
+    assert link_to(s, control_id) == "relayed"
+    # The hole punch fails, and the node that led it (the one dialed through the relay) says
+    # why. No block crosses the relay.
+    punches = wait("a hole punch failed", lambda: (lambda p: p if p["failed"] >= 1 else None)(control.rpc.call("node_info")["holePunches"]))
+    assert "dial attempts" in punches["lastError"], punches
+    assert link_to(s, control_id) == "relayed"
+    assert s.rpc.call("archive_importProgress", {"communityId": cid})["imported"] == 0
+
+    # The public node joins and syncs from the control node (which dialed it: a direct link);
+    # the member then fetches the whole history from it.
+    pub.rpc.call("community_join", {"invite": created["invite"]})
+    wait("the public node synced", lambda: synced(pub, ours, cid))
+    wait("the member synced from the public node", lambda: synced(s, ours, cid), timeout=180)
+    assert link_to(s, control_id) == "relayed", "still no direct connection to the control node"

@@ -64,13 +64,16 @@ pub(super) struct Server {
     ledgers: Arc<Mutex<std::collections::HashMap<PeerId, Arc<Mutex<Ledger>>>>>,
     reads: Arc<Semaphore>,
     served: Arc<Counters>,
+    /// The upload limit blocks wait for.
+    bandwidth: super::bandwidth::Bandwidth,
 }
 
 impl Server {
-    pub fn new(store: BlockStore, outboxes: Outboxes) -> Self {
+    pub fn new(store: BlockStore, outboxes: Outboxes, bandwidth: super::bandwidth::Bandwidth) -> Self {
         Self {
             store,
             outboxes,
+            bandwidth,
             ledgers: Arc::default(),
             reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
             served: Arc::default(),
@@ -178,6 +181,7 @@ impl Server {
             }
             match (block, want.want_type) {
                 (Some(data), WantType::Block) => {
+                    self.bandwidth.upload(data.len()).await;
                     bytes += data.len();
                     self.served.blocks.fetch_add(1, Ordering::Relaxed);
                     self.served.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);

@@ -41,6 +41,10 @@ pub struct Config {
     pub upnp: bool,
     /// Circuit relay v2 (the `[network.relay]` section).
     pub relay: RelayConfig,
+    /// Most bytes of blocks served per second, 0 for no limit (settable at run time).
+    pub max_upload_rate: u64,
+    /// Most bytes of blocks taken in per second, 0 for no limit (settable at run time).
+    pub max_download_rate: u64,
 }
 
 /// Kademlia's mode.
@@ -132,6 +136,8 @@ impl Default for Config {
             autonat: true,
             upnp: false,
             relay: RelayConfig::default(),
+            max_upload_rate: 0,
+            max_download_rate: 0,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! community it joined, and looks up that key's providers at join, at start and every
 //! [`DISCOVERY_INTERVAL`], connecting to up to [`COMMUNITY_PEERS`] of them. A member that knows
 //! only the invite and one bootstrap node finds the rest. Providing again each round keeps the
-//! record's addresses current (a relayed address appears once a reservation holds).
+//! record's addresses current (a relayed address appears once a reservation holds). Each
+//! round also retries the syncs that found nobody to fetch from.
 
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ impl Node {
             for id in ids {
                 self.discover(id).await;
             }
+            // A sync that found nobody to fetch from tries again with whoever is around now
+            // (a peer connected earlier may have the archives since).
+            self.retry_stalled_syncs();
         }
     }
 }

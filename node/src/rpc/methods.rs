@@ -227,6 +227,12 @@ fn added(imported: crate::blocks::unixfs::Imported) -> Value {
     json!({"cid": imported.root.to_string(), "size": imported.size, "blocks": imported.blocks})
 }
 
+/// `node_info.bandwidth`: limit, total and current rate of block data each way.
+fn bandwidth_json(b: &crate::bitswap::bandwidth::Bandwidth) -> serde_json::Value {
+    let (up, down) = b.usage();
+    json!({"upload": up, "download": down})
+}
+
 /// `node_info`'s `reachability` (`public`, `private`, `unknown`), `externalAddrs`,
 /// `relayedAddrs` and `holePunches`.
 fn nat_json(n: &crate::network::reachability::NatStatus) -> serde_json::Value {
@@ -258,6 +264,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "served": ctx.node.bitswap.served(),
             "banned": ctx.node.network.banned().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "budgets": ctx.node.budgets(),
+            "bandwidth": bandwidth_json(ctx.node.bitswap.bandwidth()),
         }))
         .map(|mut info| {
             let nat = nat_json(&ctx.node.network.nat());
@@ -276,6 +283,14 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         .await?;
         tracing::info!("RPC token rotated; connections opened with the old one are closed");
         RpcResult::Ok(json!({"tokenFile": ctx.token_path.display().to_string()}))
+    })?;
+
+    m.register_async_method("node_setBandwidthLimits", |p, ctx, _| async move {
+        let (up, down) = params::bandwidth_limits(&p)?;
+        let b = ctx.node.bitswap.bandwidth();
+        b.set_limits(up, down);
+        tracing::info!(?up, ?down, "bandwidth limits set");
+        RpcResult::Ok(bandwidth_json(b))
     })?;
 
     m.register_async_method("node_connect", |p, ctx, _| async move {

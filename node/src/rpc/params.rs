@@ -64,6 +64,7 @@ const COMMUNITY_AND_MEMBER: &[&str] = &[
 pub const METHODS: &[&str] = &[
     "node_info",
     "node_connect",
+    "node_setBandwidthLimits",
     "community_create",
     "community_join",
     "community_leave",
@@ -157,6 +158,25 @@ pub fn interval(p: &Params) -> Result<(CommunityId, u64), ErrorObjectOwned> {
         return Err(invalid("invalid params: seconds: must be at least 1"));
     }
     Ok((community_id(&i.community_id)?, i.seconds))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BandwidthParams {
+    max_upload_rate: Option<u64>,
+    max_download_rate: Option<u64>,
+}
+
+/// `{maxUploadRate?, maxDownloadRate?}` of `node_setBandwidthLimits`, bytes/s (0: no limit;
+/// absent: unchanged). At least one.
+pub fn bandwidth_limits(p: &Params) -> Result<(Option<u64>, Option<u64>), ErrorObjectOwned> {
+    let b: BandwidthParams = parse(p)?;
+    if b.max_upload_rate.is_none() && b.max_download_rate.is_none() {
+        return Err(invalid(
+            "invalid params: give maxUploadRate, maxDownloadRate or both (bytes/s, 0: no limit)",
+        ));
+    }
+    Ok((b.max_upload_rate, b.max_download_rate))
 }
 
 #[derive(Deserialize)]
@@ -408,6 +428,7 @@ pub fn check(method: &str, raw: &str) -> Result<(), ErrorObjectOwned> {
     }
     match method {
         "node_connect" => connect(&p).map(drop),
+        "node_setBandwidthLimits" => bandwidth_limits(&p).map(drop),
         "community_create" => create(&p).map(drop),
         "community_join" | "community_requestToJoin" => invite(&p).map(drop),
         "community_invite" => invite_of(&p).map(drop),
@@ -438,6 +459,9 @@ mod tests {
         assert!(msg("blocks_add", r#"{"data":"***"}"#).contains("data: not base64"));
         assert!(msg("archive_setInterval", r#"{"communityId":"0x12","seconds":0}"#).contains("seconds"));
         assert!(msg("community_create", r#"{"name":""}"#).contains("name"));
+        assert!(msg("node_setBandwidthLimits", "{}").contains("maxUploadRate"));
+        assert!(msg("node_setBandwidthLimits", r#"{"maxUploadRate":-1}"#).contains("invalid"));
+        assert!(check("node_setBandwidthLimits", r#"{"maxDownloadRate":1000000}"#).is_ok());
         assert!(msg("community_create", r#"{"name":"c","access":"closed"}"#).contains("access"));
         assert!(msg("community_kick", r#"{"communityId":"0x12","memberKey":"0x02"}"#).contains("communityId"));
         let id = crate::crypto::KeyPair::generate().public_hex();
