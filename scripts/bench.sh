@@ -7,6 +7,7 @@
 #   scripts/bench.sh gossip   30 daemons, sparse topology: announcement to every member accepting it
 #   scripts/bench.sh swarm    20 members fetch a 64 MiB history at once: what the control node uploads
 #   scripts/bench.sh memory   peak RSS of a member catching up on a 1 GiB history; an idle daemon
+#   scripts/bench.sh wan      one fetch through a delaying forwarder at 0/20/50/100 ms RTT: ours, Helia, plain TCP
 #   scripts/bench.sh all      every benchmark above, then BENCHMARKS.md
 # Each writes bench/results/<name>.json (machine, inputs, figures, ratios) and prints a table.
 set -euo pipefail
@@ -62,6 +63,10 @@ case "$what" in
   gossip) run_daemons gossip bench_gossip.py ;;
   swarm) run_daemons swarm bench_swarm.py swarm ;;
   memory) run_daemons memory bench_swarm.py memory ;;
+  wan)
+    (cd tests-functional/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
+    run_daemons wan bench_wan.py
+    ;;
   all)
     run_cargo_bench build
     run_cargo_bench blocks
@@ -70,8 +75,9 @@ case "$what" in
     run_daemons gossip bench_gossip.py
     run_daemons swarm bench_swarm.py swarm
     run_daemons memory bench_swarm.py memory
+    run_daemons wan bench_wan.py
     python3 scripts/bench_report.py markdown > BENCHMARKS.md
     echo "wrote BENCHMARKS.md"
     ;;
-  *) echo "usage: scripts/bench.sh [build|blocks|transfer|catchup|gossip|swarm|memory|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [build|blocks|transfer|catchup|gossip|swarm|memory|wan|all]" >&2; exit 2 ;;
 esac

@@ -124,6 +124,16 @@ def rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
             ("raw sled batch inserts, same records", f'{raw["median"]:.1f} s ({r["raw_sled_records_per_s"]:,.0f} records/s)', "", ""),
             ("import speed / raw sled", f"{ratio:.2f}x", ">= 0.5x", "met" if ratio >= 0.5 else "missed"),
         ]
+    if name == "wan":
+        out = [(f'{rtt} ms RTT: ours / Helia / plain TCP', f'{p["ours"]:.1f} / {p["helia"]:.1f} / {p["plain_tcp"]:.1f} MB/s', "", "")
+               for rtt, p in r["curve_mb_per_s"].items()]
+        if r.get("ratio_ours_to_helia_at_50ms"):
+            h, t = r["ratio_ours_to_helia_at_50ms"], r["ratio_ours_to_plain_tcp_at_50ms"]
+            out += [
+                ("ours / Helia at 50 ms", f"{h:.2f}x", ">= 3x", "met" if h >= 3 else "missed"),
+                ("ours / plain TCP stream at 50 ms", f"{t:.2f}x", ">= 0.7x (of a raw libp2p stream)", "met" if t >= 0.7 else "missed"),
+            ]
+        return out
     return [(k, json.dumps(v), "", "") for k, v in r.items()]
 
 

@@ -182,6 +182,7 @@ fn seeds_are_real_encodings_that_decode() {
             "blocks_cat" => format!(r#"{{"cid":"{root}"}}"#),
             "blocks_fetch" => format!(r#"{{"cid":"{root}","peers":["/ip4/127.0.0.1/tcp/1/p2p/{peer}"]}}"#),
             "debug_publish" => r#"{"topic":"t","data":""}"#.to_string(),
+            "node_setBandwidthLimits" => r#"{"maxUploadRate":1000000,"maxDownloadRate":0}"#.to_string(),
             _ => format!(r#"{{"communityId":"{community}"}}"#),
         };
         archive_node::rpc::params::check(method, &raw).unwrap_or_else(|e| panic!("{method} {raw}: {e:?}"));

@@ -71,7 +71,12 @@ class Namespace:
         return stats["rx"]["bytes"] + stats["tx"]["bytes"]
 
     def close(self):
+        """Stops what still runs inside (a namespace lives on while a process holds it, and so
+        would its links), then deletes it."""
         self._pool.shutdown(wait=False)
+        pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            subprocess.run(["kill", "-TERM", pid], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
@@ -148,4 +153,6 @@ table ip filter {{
     def close(self):
         for ns in reversed(self.namespaces):
             ns.close()
+            # The outside end of its veth goes with the namespace, unless something held it.
+            subprocess.run(["ip", "link", "del", f"v-{ns.name}"[:15]], capture_output=True)
         subprocess.run(["ip", "link", "del", "inet"], capture_output=True)

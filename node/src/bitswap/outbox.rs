@@ -1,6 +1,7 @@
-//! Per-peer writers: every message to a peer goes through one task that owns our outbound stream
-//! to it (opened on first use, reopened once on error). Helia reads our answers on streams we
-//! open, not on the one its request came on.
+//! Per-peer writers: every message to a peer goes through one task that owns our outbound
+//! streams to it (up to [`STREAMS_PER_PEER`], opened as needed; a failed write is tried once
+//! more on a new stream). Helia reads our answers on streams we open, not on the one its
+//! request came on.
 //!
 //! Budgets: a few messages queued per peer; the bytes queued over all peers draw from one
 //! budget; a write that does not finish within [`WRITE_TIMEOUT`] drops the peer's writer (a
@@ -19,6 +20,12 @@ use super::{codec, message::Message, PROTOCOL_1_2};
 /// Messages queued per peer before senders wait (backpressure on the server and the client):
 /// at most 2 x 4 MiB held for one peer.
 const OUTBOX_QUEUE: usize = 2;
+/// Streams a writer keeps messages in flight on. Measured (`scripts/bench.sh wan`): with 4,
+/// a fetch moved only ~1.3 MB per round trip, because rust-yamux gives each stream a 256 KiB
+/// window and lets auto-tuning share just 768 KiB more over the whole connection (the budget
+/// left by the 4093-stream setting that keeps any window at most 1 MiB for js-yamux). Each
+/// stream in flight adds its 256 KiB: 16 move about 4.75 MiB per round trip.
+const STREAMS_PER_PEER: usize = 16;
 /// Bytes queued for all peers at once, in KiB: 48 MiB, so 512 peers that stop reading cannot
 /// hold more (and a node serving many members keeps a few messages in flight for each).
 const OUTBOUND_BUDGET_KIB: usize = 48 * 1024;
@@ -126,28 +133,69 @@ impl Outboxes {
     }
 }
 
+/// One message written on one stream: the stream comes back with the outcome.
+type Write = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (libp2p::Stream, Queued, usize, Result<(), codec::Error>)> + Send>,
+>;
+
+fn write(mut stream: libp2p::Stream, queued: Queued, attempt: usize) -> Write {
+    Box::pin(async move {
+        let r = codec::write_timed(&mut stream, &queued.msg, WRITE_TIMEOUT).await;
+        (stream, queued, attempt, r)
+    })
+}
+
+/// Takes the peer's messages in order and writes each on a free stream of up to
+/// [`STREAMS_PER_PEER`] (opened as needed): several answers in flight at once fill a link with
+/// a long round trip, though each stream's window is capped at 1 MiB (js-yamux interop). A
+/// message without blocks (wants, cancels, presences) waits until nothing is in flight, so
+/// wants and their cancels are never reordered; blocks may arrive in any order.
 async fn writer(outboxes: Outboxes, peer: PeerId, mut rx: mpsc::Receiver<Queued>) {
+    use futures::stream::{FuturesUnordered, StreamExt};
     let (mut control, cancel) = (outboxes.control.clone(), outboxes.cancel.clone());
-    let mut stream: Option<libp2p::Stream> = None;
+    let mut idle: Vec<libp2p::Stream> = Vec::new();
+    let mut open = 0usize;
+    let mut writing: FuturesUnordered<Write> = FuturesUnordered::new();
+    let mut next: Option<Queued> = None;
+    let mut closed = false;
     loop {
-        let queued = tokio::select! {
-            m = rx.recv() => match m { Some(m) => m, None => break },
-            _ = cancel.cancelled() => break,
-        };
-        let msg = &queued.msg;
-        for attempt in 0..2 {
-            if stream.is_none() {
-                match control.open_stream(peer, PROTOCOL_1_2).await {
-                    Ok(s) => stream = Some(s),
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "cannot open bitswap stream; message dropped");
-                        break;
-                    }
+        if let Some(queued) = next.take() {
+            let may = if queued.msg.blocks.is_empty() {
+                writing.is_empty()
+            } else {
+                writing.len() < STREAMS_PER_PEER
+            };
+            if !may {
+                next = Some(queued);
+            } else {
+                let stream = match idle.pop() {
+                    Some(s) => Some(s),
+                    None => match control.open_stream(peer, PROTOCOL_1_2).await {
+                        Ok(s) => {
+                            open += 1;
+                            Some(s)
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "cannot open bitswap stream; message dropped");
+                            None
+                        }
+                    },
+                };
+                if let Some(s) = stream {
+                    writing.push(write(s, queued, 0));
                 }
             }
-            let Some(s) = stream.as_mut() else { break };
-            match codec::write_timed(s, msg, WRITE_TIMEOUT).await {
-                Ok(()) => break,
+        }
+        if closed && next.is_none() && writing.is_empty() {
+            break;
+        }
+        tokio::select! {
+            m = rx.recv(), if next.is_none() && !closed => match m {
+                Some(queued) => next = Some(queued),
+                None => closed = true,
+            },
+            Some((stream, queued, attempt, r)) = writing.next() => match r {
+                Ok(()) => idle.push(stream),
                 Err(codec::Error::Stalled(_)) => {
                     // The peer does not read what it asked for: stop holding memory for it.
                     tracing::info!(%peer, secs = WRITE_TIMEOUT.as_secs(), "peer does not read its bitswap answers: writer dropped");
@@ -161,13 +209,19 @@ async fn writer(outboxes: Outboxes, peer: PeerId, mut rx: mpsc::Receiver<Queued>
                     return;
                 }
                 Err(e) => {
-                    tracing::debug!(%peer, attempt, error = %e, "bitswap write failed");
-                    stream = None;
+                    tracing::debug!(%peer, error = %e, "bitswap write failed; again on a new stream");
+                    drop(stream);
+                    match control.open_stream(peer, PROTOCOL_1_2).await {
+                        Ok(s) => writing.push(write(s, queued, 1)),
+                        Err(e) => tracing::debug!(%peer, error = %e, "cannot reopen bitswap stream; message dropped"),
+                    }
                 }
-            }
+            },
+            _ = cancel.cancelled() => break,
         }
     }
-    if let Some(mut s) = stream {
+    tracing::trace!(%peer, open, "bitswap writer done");
+    for mut s in idle {
         let _ = futures::AsyncWriteExt::close(&mut s).await;
     }
 }

@@ -15,8 +15,9 @@ use crate::blocks::Block;
 
 /// Most open wants we keep per peer; more are dropped (the peer asks again).
 pub const MAX_WANTS_PER_PEER: usize = 8192;
-/// An answer is sent once it holds this many block bytes (three 1 MiB leaves, as Helia does).
-const RESPONSE_BYTES: usize = 3 * 1024 * 1024;
+/// An answer is sent once it holds this many block bytes (one 1 MiB leaf): answers go out on
+/// several streams at once (see `outbox.rs`), so smaller answers keep more of them busy.
+const RESPONSE_BYTES: usize = 1024 * 1024;
 /// Block bytes an answer may hold: the 4 MiB message limit less room for framing and presences
 /// (peers drop the whole stream on an oversized message, and Helia never asks twice).
 const RESPONSE_LIMIT: usize = super::codec::MAX_MESSAGE_BYTES - 64 * 1024;
