@@ -64,8 +64,14 @@ impl Node {
                 _ = tick.tick() => {}
                 _ = self.cancel.cancelled() => return,
             }
-            let ids: Vec<CommunityId> = match self.communities.list() {
-                Ok(list) => list.iter().filter_map(|r| r.community_id().ok()).collect(),
+            // sled reads stay off the async threads.
+            let listed = self
+                .blocking(|n| {
+                    Ok(n.communities.list()?.iter().filter_map(|r| r.community_id().ok()).collect())
+                })
+                .await;
+            let ids: Vec<CommunityId> = match listed {
+                Ok(ids) => ids,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list communities to discover their peers");
                     continue;
