@@ -7,7 +7,8 @@
 #   scripts/bench.sh gossip   30 daemons, sparse topology: announcement to every member accepting it
 #   scripts/bench.sh swarm    20 members fetch a 64 MiB history at once: what the control node uploads
 #   scripts/bench.sh memory   peak RSS of a member catching up on a 1 GiB history; an idle daemon
-#   scripts/bench.sh wan      one fetch through a delaying forwarder at 0/20/50/100 ms RTT: ours, Helia, plain TCP
+#   scripts/bench.sh wan      one fetch through a delaying forwarder at 0/20/50/100 ms RTT: ours, a raw
+#                             libp2p stream, Helia, plain TCP; and a PNG of the curve
 #   scripts/bench.sh all      every benchmark above, then BENCHMARKS.md
 # Each writes bench/results/<name>.json (machine, inputs, figures, ratios) and prints a table.
 set -euo pipefail
@@ -56,6 +57,13 @@ run_daemons() {
   python3 scripts/bench_report.py record "$name" "$result"
 }
 
+# The wan benchmark plots its curve: matplotlib in the venv, for benchmarks only (not the tests).
+ensure_matplotlib() {
+  source scripts/venv.sh
+  tests-functional/.venv/bin/python -c 'import matplotlib' 2>/dev/null ||
+    tests-functional/.venv/bin/pip install --quiet --disable-pip-version-check 'matplotlib==3.9.*'
+}
+
 what=${1:-all}
 case "$what" in
   build|blocks|catchup) run_cargo_bench "$what" ;;
@@ -65,6 +73,8 @@ case "$what" in
   memory) run_daemons memory bench_swarm.py memory ;;
   wan)
     (cd tests-functional/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
+    cargo build --locked --release -p archive-node --example raw_stream
+    ensure_matplotlib
     run_daemons wan bench_wan.py
     ;;
   all)
@@ -75,6 +85,8 @@ case "$what" in
     run_daemons gossip bench_gossip.py
     run_daemons swarm bench_swarm.py swarm
     run_daemons memory bench_swarm.py memory
+    cargo build --locked --release -p archive-node --example raw_stream
+    ensure_matplotlib
     run_daemons wan bench_wan.py
     python3 scripts/bench_report.py markdown > BENCHMARKS.md
     echo "wrote BENCHMARKS.md"

@@ -1,7 +1,8 @@
 """WAN benchmark: one fetch of the same file through a delaying forwarder (scripts/delay_proxy.py)
-at 0, 20, 50 and 100 ms of round trip, in one run: ours -> ours, Helia -> Helia, and a plain TCP
-stream through the same forwarder (the ceiling the forwarder allows). Writes a PNG of
-throughput against RTT next to the JSON when matplotlib is there.
+at 0, 20, 50 and 100 ms of round trip, in one run: ours -> ours, a raw libp2p stream with the
+node's own transport settings (node/examples/raw_stream.rs: TCP, Noise, yamux, the same bytes on
+four streams), Helia -> Helia, and a plain TCP stream through the same forwarder (the ceiling the
+forwarder allows). Writes a PNG of throughput against RTT next to the JSON (matplotlib).
 
 Run by `scripts/bench.sh wan` inside a private network namespace. Prints one RESULT line.
 """
@@ -19,6 +20,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JS = ROOT / "tests-functional" / "js"
 BIN = ROOT / "target" / "release" / "archive-node"
+RAW = ROOT / "target" / "release" / "examples" / "raw_stream"
+RAW_STREAMS = 4
 SIZE = int(os.environ.get("BENCH_WAN_MIB", "256")) * 1024 * 1024
 RTTS = [int(r) for r in os.environ.get("BENCH_WAN_RTTS", "0,20,50,100").split(",")]
 
@@ -88,6 +91,22 @@ def helia(file: pathlib.Path, rtt: int) -> float:
     return got["mb_per_s"]
 
 
+def raw_stream(rtt: int) -> float:
+    server = subprocess.Popen([RAW, "serve"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proxy = None
+    try:
+        addr = server.stdout.readline().decode().strip()
+        proxy = Proxy(int(addr.split("/")[4]), rtt)
+        proc = subprocess.run([RAW, "fetch", via(addr, proxy)[0], str(SIZE), "--streams", str(RAW_STREAMS)],
+                              capture_output=True, text=True, check=True)
+    finally:
+        server.kill()
+        server.wait(30)
+        if proxy:
+            proxy.close()
+    return json.loads(proc.stdout.strip().splitlines()[-1])["mb_per_s"]
+
+
 def plain_tcp(rtt: int) -> float:
     """SIZE bytes from a socket to a socket through the forwarder."""
     listener = socket.socket()
@@ -128,7 +147,7 @@ def plot(curve: dict, path: pathlib.Path) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in ("ours", "helia", "plain_tcp"):
+    for name in ("ours", "raw_stream", "helia", "plain_tcp"):
         ax.plot(RTTS, [curve[str(r)][name] for r in RTTS], marker="o", label=name.replace("_", " "))
     ax.set_xlabel("round trip (ms)")
     ax.set_ylabel("MB/s")
@@ -148,8 +167,10 @@ def main() -> None:
         with open(file, "wb") as f:
             f.write(os.urandom(SIZE))
         for rtt in RTTS:
-            point = {"ours": ours(file, work, rtt), "helia": helia(file, rtt), "plain_tcp": plain_tcp(rtt)}
-            print(f"rtt {rtt:3d} ms: ours {point['ours']:7.1f} MB/s, helia {point['helia']:7.1f} MB/s, plain tcp {point['plain_tcp']:7.1f} MB/s", flush=True)
+            point = {"ours": ours(file, work, rtt), "raw_stream": raw_stream(rtt), "helia": helia(file, rtt),
+                     "plain_tcp": plain_tcp(rtt)}
+            print(f"rtt {rtt:3d} ms: ours {point['ours']:7.1f} MB/s, raw stream {point['raw_stream']:7.1f} MB/s, "
+                  f"helia {point['helia']:7.1f} MB/s, plain tcp {point['plain_tcp']:7.1f} MB/s", flush=True)
             curve[str(rtt)] = point
     png = ROOT / "bench" / "results" / "wan.png"
     at50 = curve.get("50")
@@ -157,6 +178,7 @@ def main() -> None:
         "size_mib": SIZE >> 20,
         "curve_mb_per_s": curve,
         "ratio_ours_to_helia_at_50ms": at50 and at50["ours"] / at50["helia"],
+        "ratio_ours_to_raw_stream_at_50ms": at50 and at50["ours"] / at50["raw_stream"],
         "ratio_ours_to_plain_tcp_at_50ms": at50 and at50["ours"] / at50["plain_tcp"],
         "plot": str(png.relative_to(ROOT)) if plot(curve, png) else None,
     }

@@ -2,7 +2,8 @@
 //! cloneable [`Client`] over a bounded command channel with oneshot replies, and hears about it
 //! through [`Event`]s. No libp2p event type leaves this module.
 //!
-//! Transports: TCP (and QUIC with the `quic` feature), Noise, Yamux, and circuit relay v2.
+//! Transports: TCP (and QUIC with the `quic` feature), Noise, Yamux (wide windows between
+//! archive-nodes, see [`muxer`]), and circuit relay v2.
 //! Behaviours: connection limits, identify (`/ipfs/id/1.0.0`), ping, Kademlia (protocol
 //! `/archive-node/kad/1.0.0` by default; a server once publicly reachable), gossipsub,
 //! generic streams for Bitswap, and NAT traversal: AutoNAT v2 client and server, a relay
@@ -18,6 +19,7 @@ mod event_loop;
 pub mod inbound;
 mod kad_store;
 pub mod keys;
+pub mod muxer;
 pub mod pending;
 pub mod reachability;
 pub mod state_codec;

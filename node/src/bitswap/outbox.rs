@@ -20,12 +20,12 @@ use super::{codec, message::Message, PROTOCOL_1_2};
 /// Messages queued per peer before senders wait (backpressure on the server and the client):
 /// at most 2 x 4 MiB held for one peer.
 const OUTBOX_QUEUE: usize = 2;
-/// Streams a writer keeps messages in flight on. Measured (`scripts/bench.sh wan`): with 4,
-/// a fetch moved only ~1.3 MB per round trip, because rust-yamux gives each stream a 256 KiB
-/// window and lets auto-tuning share just 768 KiB more over the whole connection (the budget
-/// left by the 4093-stream setting that keeps any window at most 1 MiB for js-yamux). Each
-/// stream in flight adds its 256 KiB: 16 move about 4.75 MiB per round trip.
-const STREAMS_PER_PEER: usize = 16;
+/// Streams a writer keeps messages in flight on. Between archive-nodes the receive windows
+/// auto-tune up to 32 MiB (see `network::muxer`); each stream grows its own window, so fewer
+/// streams ramp up sooner. Measured (`scripts/bench.sh wan`, 128 MiB at 50 ms): 1 stream
+/// 103 MB/s, 4 streams 107, 8 streams 91, 16 streams 71. Helia and kubo give streams windows of
+/// up to 16 MiB. (With windows capped at 1 MiB, 16 streams did best: 37 MB/s.)
+const STREAMS_PER_PEER: usize = 4;
 /// Bytes queued for all peers at once, in KiB: 48 MiB, so 512 peers that stop reading cannot
 /// hold more (and a node serving many members keeps a few messages in flight for each).
 const OUTBOUND_BUDGET_KIB: usize = 48 * 1024;
@@ -146,8 +146,8 @@ fn write(mut stream: libp2p::Stream, queued: Queued, attempt: usize) -> Write {
 }
 
 /// Takes the peer's messages in order and writes each on a free stream of up to
-/// [`STREAMS_PER_PEER`] (opened as needed): several answers in flight at once fill a link with
-/// a long round trip, though each stream's window is capped at 1 MiB (js-yamux interop). A
+/// [`STREAMS_PER_PEER`] (opened as needed): several answers in flight at once, so one slow
+/// write does not hold the others back. A
 /// message without blocks (wants, cancels, presences) waits until nothing is in flight, so
 /// wants and their cancels are never reordered; blocks may arrive in any order.
 async fn writer(outboxes: Outboxes, peer: PeerId, mut rx: mpsc::Receiver<Queued>) {

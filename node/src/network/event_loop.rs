@@ -4,9 +4,7 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{
-    gossipsub, identify, identity, kad, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
-};
+use libp2p::{gossipsub, identify, identity, kad, noise, request_response, tcp, Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -15,26 +13,12 @@ mod nat;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Client, Command, PeerInfo, Status, COMMAND_QUEUE};
+use super::muxer;
 use super::pending::Pending;
 use super::{Config, Error, Event};
 
 /// Bound of the event broadcast: a subscriber this far behind loses the oldest events.
 const EVENT_QUEUE: usize = 1024;
-
-/// Yamux streams per connection, chosen to cap stream receive windows at 1 MiB.
-///
-/// rust-yamux 0.14 decodes frames of at most 1 MiB, but auto-tunes a stream's receive window up
-/// to what the connection's 1 GiB budget leaves beyond 256 KiB per possible stream, and js-yamux
-/// (Helia) sends a frame as large as the whole window: past 1 MiB the connection dies with
-/// `FrameTooLarge`. With 4093 streams the budget left over is 768 KiB, so a window never
-/// exceeds 256 KiB + 768 KiB = 1 MiB. (libp2p-yamux 0.48 exposes only this knob.)
-const YAMUX_MAX_STREAMS: usize = 4093;
-
-fn yamux_config() -> yamux::Config {
-    let mut c = yamux::Config::default();
-    c.set_max_num_streams(YAMUX_MAX_STREAMS);
-    c
-}
 
 /// Longest a connection takes to open and upgrade (TCP, Noise, Yamux). Shorter than AutoNAT
 /// v2's 10 s per test: a dial-back to a peer behind a NAT that drops it silently then fails
@@ -69,13 +53,13 @@ pub async fn start(
     let local = key.public().to_peer_id();
     let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone())
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, (muxer::wide, muxer::standard))
         .map_err(|e| Error::Setup(e.to_string()))?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
     let mut incoming = None;
     let mut swarm = builder
-        .with_relay_client(noise::Config::new, yamux_config)
+        .with_relay_client(noise::Config::new, muxer::standard)
         .map_err(|e| Error::Setup(e.to_string()))?
         .with_behaviour(|_, relay_client| {
             let (behaviour, rx) = Behaviour::new(&key, &config, &gossip, inbound_protocols, relay_client)
