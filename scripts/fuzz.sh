@@ -16,6 +16,14 @@ export RUSTC_BOOTSTRAP=1
 
 # Seeds: real encodings, written by a test that also checks they decode.
 FUZZ_SEEDS_DIR="$(pwd)/fuzz/corpus" cargo test --locked -q -p archive-node --test fuzz_seeds >/dev/null
+# A short run (the test suite's) builds for build time, not for executions per second: deps at
+# opt-level 1 and no debug info. Every target is built in one cargo invocation (links in parallel).
+if [ "$secs" -le 60 ]; then
+  export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false
+fi
+if [ $# -eq 0 ]; then
+  cargo fuzz build --fuzz-dir fuzz --sanitizer none
+fi
 summary=()
 for t in "${targets[@]}"; do
   log=$(mktemp)

@@ -41,5 +41,5 @@ step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnin
 step "cargo test" cargo test --workspace --locked
 step "tests-functional (pytest)" scripts/functional.sh
 # scripts/fuzz.sh 600 runs each target for 10 minutes.
-step "fuzz targets, briefly" scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+step "fuzz targets, briefly" scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 report
