@@ -7,6 +7,7 @@
 #   scripts/bench.sh gossip   30 daemons, sparse topology: announcement to every member accepting it
 #   scripts/bench.sh swarm    20 members fetch a 64 MiB history at once: what the control node uploads
 #   scripts/bench.sh memory   peak RSS of a member catching up on a 1 GiB history; an idle daemon
+#   scripts/bench.sh memory-small  peak RSS of a member catching up on the catchup bench's 1M messages
 #   scripts/bench.sh wan      one fetch through a delaying forwarder at 0/20/50/100 ms RTT: ours, a raw
 #                             libp2p stream, Helia, plain TCP; and a PNG of the curve
 #   scripts/bench.sh all      every benchmark above, then BENCHMARKS.md
@@ -57,6 +58,14 @@ run_daemons() {
   python3 scripts/bench_report.py record "$name" "$result"
 }
 
+# The member's peak RSS catching up 1,000,000 small messages: the catch-up bench prepares (once)
+# the control node's data dir, which a real control daemon then serves.
+run_memory_small() {
+  echo "==> memory-small: the catch-up bench's control data dir (prepared once)"
+  CATCHUP_PREPARE_ONLY=1 cargo bench --locked -p archive-node --bench catchup 2>&1 | grep -v '^ *Compiling' || true
+  BENCH_CATCHUP_DIR="$(pwd)/target/bench-data/catchup-control" run_daemons memory-small bench_swarm.py memory-small
+}
+
 # The wan benchmark plots its curve: matplotlib in the venv, for benchmarks only (not the tests).
 ensure_matplotlib() {
   source scripts/venv.sh
@@ -71,6 +80,7 @@ case "$what" in
   gossip) run_daemons gossip bench_gossip.py ;;
   swarm) run_daemons swarm bench_swarm.py swarm ;;
   memory) run_daemons memory bench_swarm.py memory ;;
+  memory-small) run_memory_small ;;
   wan)
     (cd tests-functional/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
     cargo build --locked --release -p archive-node --example raw_stream
@@ -85,11 +95,12 @@ case "$what" in
     run_daemons gossip bench_gossip.py
     run_daemons swarm bench_swarm.py swarm
     run_daemons memory bench_swarm.py memory
+    run_memory_small
     cargo build --locked --release -p archive-node --example raw_stream
     ensure_matplotlib
     run_daemons wan bench_wan.py
     python3 scripts/bench_report.py markdown > BENCHMARKS.md
     echo "wrote BENCHMARKS.md"
     ;;
-  *) echo "usage: scripts/bench.sh [build|blocks|transfer|catchup|gossip|swarm|memory|wan|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [build|blocks|transfer|catchup|gossip|swarm|memory|memory-small|wan|all]" >&2; exit 2 ;;
 esac

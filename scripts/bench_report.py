@@ -114,6 +114,13 @@ def rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
                 disk("member disk", r["member_disk_mib"]),
             ]
         return rows
+    if name == "memory-small":
+        peak = r["member_peak_rss_mib"]
+        return [
+            ("member catching up", f'{r["messages"]:,} messages of 200 bytes, {r["archives"]} archives, {r["seconds"]:.1f} s', "", ""),
+            ("member peak RSS", f"{peak:.0f} MiB", "<= 128 MiB", "met" if peak <= 128 else "missed"),
+            ("member disk", f'{r["member_disk_mib"]:.0f} MiB', "", ""),
+        ]
     if name == "catchup":
         c, raw, ratio = r["catchup_s"], r["raw_sled_s"], r["ratio_to_raw_sled"]
         return [

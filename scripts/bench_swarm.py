@@ -13,6 +13,7 @@ Run by `scripts/bench.sh swarm|memory` inside a private network namespace. Print
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -169,6 +170,52 @@ def memory() -> dict:
     }
 
 
+def memory_small() -> dict:
+    """The member's peak RSS catching up 1,000,000 messages of 200 bytes in 52 weekly archives:
+    the catch-up bench's control data dir (BENCH_CATCHUP_DIR, prepared by `cargo bench --bench
+    catchup`), copied and served by a real control daemon."""
+    src = bd.pathlib.Path(os.environ["BENCH_CATCHUP_DIR"])
+    archives = json.loads((src / "prepared.json").read_text())["archives"]
+    with tempfile.TemporaryDirectory(dir=bd.ROOT / "target") as tmp:
+        work = bd.pathlib.Path(tmp)
+        shutil.copytree(src, work / "control")
+        cfg = work / "d.toml"
+        cfg.write_text(NO_RATE_LIMIT + "[archive]\npartition_secs = 604800\n")
+        control = bd.Daemon(bd.BIN, work / "control", extra=("--config", str(cfg)))
+        member = bd.Daemon(bd.BIN, work / "member", extra=("--config", str(cfg)))
+        listener = None
+        try:
+            (community,) = control.rpc.call("community_list")
+            cid = community["communityId"]
+            invite = control.rpc.call("community_invite", {"communityId": cid})["invite"]
+            member.rpc.call("node_connect", {"multiaddr": control.addr})
+            listener = bd.SignalListener(member.url, member.token)
+            seconds = catch_up([member], [listener], invite)
+            peak = bd.peak_rss_mib(member)
+            p = member.rpc.call("archive_importProgress", {"communityId": cid})
+            assert p["imported"] == archives, (p, archives)
+            listener.mark()
+            finished = [s["event"] for s in listener.seen if s["type"] == "community.importingHistoryArchiveMessagesFinished"]
+            stored = sum(e["imported"] for e in finished)
+            assert stored == 1_000_000 and not any(e["rejected"] for e in finished), (stored, finished[:3])
+            member_disk = disk_mib(member.data_dir)
+        finally:
+            if listener:
+                listener.close()
+            bd.stop([control, member])
+    print(f"memory-small: {stored} messages in {archives} archives caught up in {seconds:.1f} s, "
+          f"member peak RSS {peak:.0f} MiB, member disk {member_disk:.0f} MiB", file=sys.stderr)
+    return {
+        "bench": "memory-small",
+        "messages": stored,
+        "archives": archives,
+        "seconds": seconds,
+        "member_peak_rss_mib": peak,
+        "member_disk_mib": member_disk,
+        "target_rss_mib": 128,
+    }
+
+
 if __name__ == "__main__":
-    result = {"swarm": swarm, "memory": memory}[sys.argv[1]]()
+    result = {"swarm": swarm, "memory": memory, "memory-small": memory_small}[sys.argv[1]]()
     print("RESULT " + json.dumps(result))

@@ -19,6 +19,13 @@ if ! command -v nft >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev
     || echo "note: cannot install nftables: the NAT tests will be skipped" >&2
 fi
 
+# The UPnP test runs a real Internet gateway device (miniupnpd, nftables backend) on a home router.
+if ! command -v miniupnpd >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q miniupnpd-nftables >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q miniupnpd-nftables >/dev/null 2>&1; } \
+    || echo "note: cannot install miniupnpd: the UPnP test will be skipped" >&2
+fi
+
 cd tests-functional
 # Real peers (Helia, our daemons) talk on loopback only; inside a private network namespace
 # nothing can leave the machine even by mistake. A private mount namespace lets the disk tests

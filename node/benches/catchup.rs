@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p archive-node --bench catchup` (what `scripts/bench.sh catchup` runs). The
 //! control node's data dir (history plus built archives) is prepared once and cached under
-//! `target/bench-data/`. Prints one `RESULT {json}` line (median of 3 runs).
+//! `target/bench-data/`. Prints one `RESULT {json}` line (median of 3 runs). With
+//! `CATCHUP_PREPARE_ONLY=1` it only prepares that data dir (for `scripts/bench.sh memory-small`).
 
 use std::time::{Duration, Instant};
 
@@ -157,6 +158,11 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let (data, community, prepared) = prepare_control().await;
+        if std::env::var_os("CATCHUP_PREPARE_ONLY").is_some() {
+            // `scripts/bench.sh memory-small` serves this data dir from a real daemon.
+            eprintln!("prepared {} ({} archives)", data.root().display(), prepared.archives);
+            return;
+        }
         let scratch = bench_dir("catchup-scratch");
         std::fs::create_dir_all(&scratch).expect("scratch dir");
         let cancel = CancellationToken::new();

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
@@ -111,11 +112,13 @@ class Topology:
         self._wire(ns, "eth0", f"{PUBLIC_IP}/24")
         return ns
 
-    def home(self, name: str, symmetric: bool = False) -> Namespace:
+    def home(self, name: str, symmetric: bool = False, igd: bool = False) -> Namespace:
         """A host behind its own NAT router. The router masquerades the home's traffic out of
         its WAN address, keeps the source port when it can (`symmetric`: a random port for
         every new flow, which defeats hole punching) and silently drops what nobody inside asked
-        for. Homes cannot reach each other except through their routers' WAN addresses."""
+        for. Homes cannot reach each other except through their routers' WAN addresses.
+        `igd`: the router also runs miniupnpd, a UPnP Internet gateway device, on its LAN side
+        (its log is `router.igd_log`)."""
         i = self.homes
         self.homes += 1
         router, host = self._ns(f"rt-{name}"), self._ns(name)
@@ -129,6 +132,10 @@ class Topology:
         host.sh("ip", "route", "add", "default", "via", lan_router)
         router.sh("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         ports = "fully-random" if symmetric else ""
+        host.lan_ip, host.wan_ip, host.router = lan_host, f"{INTERNET}.{20 + i}", router
+        if igd:
+            self._igd(router, symmetric)
+            return host
         router.sh("nft", "-f", "-", input=f"""
 table ip nat {{
   chain postrouting {{ type nat hook postrouting priority srcnat; oifname "wan" masquerade {ports}; }}
@@ -146,9 +153,63 @@ table ip filter {{
   }}
 }}
 """)
-        host.lan_ip = lan_host
-        host.wan_ip = f"{INTERNET}.{20 + i}"
         return host
+
+    def _igd(self, router: Namespace, symmetric: bool):
+        """The same NAT as `home`, in the `inet filter` table with the chains miniupnpd adds its
+        port mappings to (what its nft_init.sh makes), and miniupnpd serving the LAN."""
+        ports = "fully-random" if symmetric else ""
+        router.sh("nft", "-f", "-", input=f"""
+table inet filter {{
+  chain forward {{
+    type filter hook forward priority 0; policy drop;
+    jump miniupnpd
+    iifname "lan" accept
+    ct state established,related accept
+  }}
+  chain miniupnpd {{ }}
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iifname "wan" ct state established,related accept
+    iifname "wan" drop
+  }}
+  chain prerouting {{ type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }}
+  chain postrouting {{
+    type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
+    oifname "wan" masquerade {ports}
+  }}
+  chain prerouting_miniupnpd {{ }}
+  chain postrouting_miniupnpd {{ }}
+}}
+""")
+        # SSDP discovery is multicast: the LAN side must route it.
+        router.sh("ip", "route", "add", "239.0.0.0/8", "dev", "lan")
+        work = tempfile.mkdtemp(prefix=f"igd-{router.name}-")
+        conf = os.path.join(work, "miniupnpd.conf")
+        with open(conf, "w") as f:
+            f.write(f"""ext_ifname=wan
+listening_ip=lan
+http_port=0
+enable_upnp=yes
+enable_natpmp=no
+secure_mode=yes
+system_uptime=yes
+lease_file={work}/leases
+uuid=3d3cec3a-8cf0-11e0-98ee-{abs(hash(router.name)) % 16**12:012x}
+upnp_table_name=filter
+upnp_nat_table_name=filter
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 192.0.2.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+""")
+        router.igd_log = os.path.join(work, "miniupnpd.log")
+        log = open(router.igd_log, "w")
+        # -d: stays in the foreground and logs to stderr; it dies with the namespace (close()).
+        subprocess.Popen(["ip", "netns", "exec", router.name, "miniupnpd", "-d", "-f", conf],
+                         stdout=log, stderr=subprocess.STDOUT)
 
     def close(self):
         for ns in reversed(self.namespaces):

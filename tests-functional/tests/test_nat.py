@@ -3,6 +3,7 @@ bootstrap and relay, not a community member), reach each other through its relay
 to connect directly, and move history over direct connections. The topology is built by the
 test (clients/netns.py) inside the suite's private network namespace."""
 
+import shutil
 import time
 
 import pytest
@@ -148,3 +149,42 @@ def test_behind_a_symmetric_nat_punching_fails_and_history_comes_from_the_public
     wait("the public node synced", lambda: synced(pub, ours, cid))
     wait("the member synced from the public node", lambda: synced(s, ours, cid), timeout=180)
     assert link_to(s, control_id) == "relayed", "still no direct connection to the control node"
+
+
+UPNP = "[network]\nupnp = true\n"
+
+
+def upnp_state(node) -> str | None:
+    """`node_info.upnp` once the search is over."""
+    state = node.rpc.call("node_info")["upnp"]
+    return None if state == "searching" else state
+
+
+@pytest.mark.skipif(shutil.which("miniupnpd") is None, reason="needs miniupnpd (scripts/functional.sh installs it)")
+def test_upnp_asks_a_real_gateway_and_advertises_nothing_it_did_not_map(daemons, topology):
+    """A real Internet gateway device (miniupnpd) on the home router: the node finds it by SSDP
+    and asks it for its external address over SOAP. Every address here is on a documentation
+    range, which miniupnpd (like rust-libp2p's UPnP) will not treat as public: it answers with
+    an error, and the node maps nothing, confirms no address and says it found no usable
+    gateway. (So the mapping itself cannot be exercised under the tests' network rule.)"""
+    ns = topology.home("home-u", igd=True)
+    node = daemons(netns=ns, listen=PUBLIC_LISTEN, extra_config=UPNP)
+    state = wait("the UPnP search ended", lambda: upnp_state(node), timeout=60)
+    log = open(ns.router.igd_log).read()
+    assert state == "noGateway", (state, log)
+    # The SSDP answer reached our node (it fetched the description the answer points to from
+    # its LAN address), it called the gateway's WANIPConnection service, and it asked for no
+    # mapping.
+    asked = f"HTTP REQUEST from [::ffff:{ns.lan_ip}]"
+    assert asked in log and "GET /rootDesc.xml" in log, log
+    assert "POST /ctl/IPConn" in log and "#GetExternalIPAddress" in log, log
+    assert "AddPortMapping" not in log, log
+    assert "dnat" not in ns.router.sh("nft", "list", "chain", "inet", "filter", "prerouting_miniupnpd")
+    assert node.rpc.call("node_info")["externalAddrs"] == []
+
+    # Behind a router without one, the search ends the same way; without `upnp` the node
+    # never searches.
+    bare = daemons(netns=topology.home("home-v"), listen=PUBLIC_LISTEN, extra_config=UPNP)
+    assert wait("the UPnP search ended", lambda: upnp_state(bare), timeout=60) == "noGateway"
+    off = daemons(netns=topology.home("home-w"), listen=PUBLIC_LISTEN)
+    assert off.rpc.call("node_info")["upnp"] == "off"

@@ -28,6 +28,10 @@ pub const MAX_ARCHIVE_FILE_BYTES: usize = 4 * super::partition::CHUNK_CAP_BYTES;
 /// large messages holds a few MiB, not the whole archive.
 pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// The importer gives freed heap pages back ([`crate::malloc::trim`]) once its stored batches
+/// held this many payload bytes: after every batch of large messages, after a few of small ones.
+const TRIM_EVERY_BYTES: usize = BATCH_BYTES;
+
 /// Threads that verify signatures during an import: every core.
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -215,6 +219,7 @@ fn run(
     let (from, to) = (metadata.from, metadata.to);
     let mut out = Imported::default();
     let started = Instant::now();
+    let mut untrimmed = 0usize;
     let admitted = |m: &VerifiedMessage| {
         members.is_none_or(|d| rule::may_store(d, &MemberKey::from_bytes(*m.author()), m.message().timestamp))
     };
@@ -274,9 +279,15 @@ fn run(
                 }
                 _ => store.insert(community, &batch.messages)?,
             };
+            untrimmed += batch.messages.iter().map(|m| m.message().payload.len()).sum::<usize>();
             drop(batch);
-            // Its messages went through memory on several threads: give the freed pages back.
-            crate::malloc::trim();
+            // Its messages went through memory on several threads: give the freed pages back,
+            // once every few MiB (trimming takes every heap's lock: after each batch of small
+            // messages it cost more than it returned).
+            if untrimmed >= TRIM_EVERY_BYTES {
+                crate::malloc::trim();
+                untrimmed = 0;
+            }
             out.imported += inserted;
             out.duplicates += duplicates;
             if let Some(rate) = options.rate {

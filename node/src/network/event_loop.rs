@@ -86,7 +86,11 @@ pub async fn start(
     let requests_dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let publishes_dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (events, _) = broadcast::channel(EVENT_QUEUE);
-    let (status, status_rx) = watch::channel(Status::default());
+    let mut initial = Status::default();
+    if config.upnp {
+        initial.nat.upnp = super::reachability::Upnp::Searching;
+    }
+    let (status, status_rx) = watch::channel(initial);
     let client = Client {
         tx,
         events: events.clone(),
@@ -483,6 +487,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => self.on_relay_client(ev),
             SwarmEvent::Behaviour(BehaviourEvent::RelayServer(ev)) => self.on_relay_server(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => self.on_dcutr(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(ev)) => self.on_upnp(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::State(ev)) => self.on_state_event(ev),

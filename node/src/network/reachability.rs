@@ -23,6 +23,27 @@ pub enum Reachability {
     Unknown,
 }
 
+/// Where UPnP port mapping stands (`[network] upnp = true`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Upnp {
+    /// Not enabled in the config.
+    #[default]
+    Off,
+    /// Looking for an Internet gateway device on the LAN.
+    Searching,
+    /// No gateway answered, or the one that did gave no external address (miniupnpd, for one,
+    /// refuses to name a private or reserved one).
+    NoGateway,
+    /// A gateway answered, but its own external address is not a public one (a second NAT in
+    /// front of it, or a test network): a mapping on it would not make us reachable.
+    GatewayNotPublic,
+    /// A port is mapped on the gateway; its external address is among the confirmed ones.
+    Mapped,
+    /// The gateway stopped renewing our mapping.
+    Expired,
+}
+
 /// What status queries show of NAT traversal.
 #[derive(Clone, Debug, Default)]
 pub struct NatStatus {
@@ -35,6 +56,7 @@ pub struct NatStatus {
     pub hole_punches_failed: u64,
     /// Why the last hole punch failed.
     pub last_hole_punch_error: Option<String>,
+    pub upnp: Upnp,
 }
 
 /// The facts behind [`Reachability`].

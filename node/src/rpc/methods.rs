@@ -234,7 +234,8 @@ fn bandwidth_json(b: &crate::bitswap::bandwidth::Bandwidth) -> serde_json::Value
 }
 
 /// `node_info`'s `reachability` (`public`, `private`, `unknown`), `externalAddrs`,
-/// `relayedAddrs` and `holePunches`.
+/// `relayedAddrs`, `holePunches` and `upnp` (`off`, `searching`, `noGateway`,
+/// `gatewayNotPublic`, `mapped`, `expired`).
 fn nat_json(n: &crate::network::reachability::NatStatus) -> serde_json::Value {
     let strings = |v: &[crate::network::Multiaddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     json!({
@@ -246,6 +247,7 @@ fn nat_json(n: &crate::network::reachability::NatStatus) -> serde_json::Value {
             "failed": n.hole_punches_failed,
             "lastError": n.last_hole_punch_error,
         },
+        "upnp": n.upnp,
     })
 }
 

@@ -1,10 +1,13 @@
 //! The event loop's part in NAT traversal: it feeds AutoNAT's verdicts and confirmed external
 //! addresses to the [`Tracker`], applies what it decides (Kademlia's mode, relaying for others),
-//! reserves slots on relays while we are not publicly reachable, and counts hole punches.
+//! reserves slots on relays while we are not publicly reachable, counts hole punches and
+//! follows UPnP port mapping.
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::{autonat, dcutr, kad, relay, Multiaddr, PeerId, StreamProtocol};
+use libp2p::{autonat, dcutr, kad, relay, upnp, Multiaddr, PeerId, StreamProtocol};
+
+use crate::network::reachability::Upnp;
 
 use super::EventLoop;
 
@@ -100,6 +103,30 @@ impl EventLoop {
 
     pub(super) fn on_relay_server(&mut self, ev: relay::Event) {
         tracing::debug!(?ev, "relay server");
+    }
+
+    /// A mapping's external address is confirmed by the swarm itself (the UPnP behaviour says
+    /// so); this records where mapping stands, for `node_info.upnp`.
+    pub(super) fn on_upnp(&mut self, ev: upnp::Event) {
+        let state = match &ev {
+            upnp::Event::NewExternalAddr { local_addr, external_addr } => {
+                tracing::info!(%local_addr, %external_addr, "UPnP: port mapped on the gateway");
+                Upnp::Mapped
+            }
+            upnp::Event::ExpiredExternalAddr { local_addr, external_addr } => {
+                tracing::warn!(%local_addr, %external_addr, "UPnP: the gateway stopped renewing the mapping");
+                Upnp::Expired
+            }
+            upnp::Event::GatewayNotFound => {
+                tracing::info!("UPnP: no Internet gateway device answered");
+                Upnp::NoGateway
+            }
+            upnp::Event::NonRoutableGateway => {
+                tracing::warn!("UPnP: the gateway's external address is not public; no mapping made");
+                Upnp::GatewayNotPublic
+            }
+        };
+        self.status.send_modify(|s| s.nat.upnp = state);
     }
 
     pub(super) fn on_dcutr(&mut self, ev: dcutr::Event) {
