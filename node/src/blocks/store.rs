@@ -11,7 +11,7 @@
 //!
 //! The store is synchronous (file IO, hashing, db): async callers use `spawn_blocking`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -21,12 +21,16 @@ use super::Block;
 use crate::db::{self, Batch, Db, Tree, TreeName};
 use crate::packs::{self, Location, Packs};
 
+mod dag;
+mod gc;
+mod pins;
+
+pub use dag::Stat;
+pub use gc::{GcReport, COMPACT_BELOW_LIVE};
+pub use pins::Hold;
+
 /// Default largest segment file.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
-/// Compaction rewrites a segment whose live share is below this fraction.
-pub const COMPACT_BELOW_LIVE: f64 = 0.5;
-/// Bytes of blocks a compaction copies per synced batch.
-const COMPACT_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Errors of the block store.
 #[derive(Debug, thiserror::Error)]
@@ -79,29 +83,6 @@ impl Default for Config {
     }
 }
 
-/// What `stat` reports of a root.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Stat {
-    pub cid: String,
-    /// File size when the DAG is a UnixFS file whose root is local.
-    pub size: Option<u64>,
-    /// Blocks of the DAG present locally.
-    pub blocks: u64,
-    /// Bytes of those blocks.
-    pub block_bytes: u64,
-    pub complete: bool,
-    pub pins: u32,
-}
-
-/// What garbage collection did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct GcReport {
-    pub removed_blocks: u64,
-    pub removed_bytes: u64,
-    pub compacted_segments: u64,
-    pub reclaimed_file_bytes: u64,
-}
-
 /// Where block bytes live.
 enum Bytes {
     Memory(RwLock<HashMap<Cid, Arc<Vec<u8>>>>),
@@ -127,24 +108,6 @@ struct Inner {
     /// Roots of fetches in progress, with how many fetches hold each: GC keeps what is
     /// already stored under them (a temporary pin, never persisted).
     held: Mutex<HashMap<Cid, usize>>,
-}
-
-/// Keeps GC away from the blocks under a root while a fetch of it runs; released on drop.
-pub struct Hold {
-    store: BlockStore,
-    root: Cid,
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        let mut held = self.store.inner.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = held.get_mut(&self.root) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.root);
-            }
-        }
-    }
 }
 
 impl BlockStore {
@@ -280,34 +243,7 @@ impl BlockStore {
         Ok(fresh.len())
     }
 
-    /// Deletes one block. Refuses a block that a pinned DAG needs (unpin first), and clears the
-    /// "complete" flag of unpinned roots, which may have needed it: "complete" never lies.
-    pub fn delete(&self, cid: &Cid) -> Result<bool, Error> {
-        let _gc = self.inner.gc_lock.write().map_err(|_| Error::Poisoned)?;
-        let Some(len) = self.block_len(cid)? else { return Ok(false) };
-        for root in self.pins()?.keys() {
-            let mut needed = false;
-            self.walk(root, |c, _| needed |= c == cid)?;
-            if needed {
-                return Err(Error::Pinned { cid: cid.to_string(), root: root.to_string() });
-            }
-        }
-        self.clear_unpinned_flags()?;
-        self.remove_many(&[(*cid, len)])?;
-        Ok(true)
-    }
-
-    fn clear_unpinned_flags(&self) -> Result<(), Error> {
-        for row in self.inner.pins.range(&[], None) {
-            let (k, v) = row?;
-            if v.len() == 5 && v[..4] == [0, 0, 0, 0] {
-                self.inner.pins.remove(&k)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn remove_many(&self, cids: &[(Cid, u64)]) -> Result<(), Error> {
+    pub(super) fn remove_many(&self, cids: &[(Cid, u64)]) -> Result<(), Error> {
         let mut used = self.inner.used.lock().map_err(|_| Error::Poisoned)?;
         match &self.inner.bytes {
             Bytes::Memory(m) => {
@@ -328,114 +264,7 @@ impl BlockStore {
         Ok(())
     }
 
-    fn pin_state(&self, root: &Cid) -> Result<(u32, bool), Error> {
-        Ok(match self.inner.pins.get(&root.to_bytes())? {
-            Some(v) if v.len() == 5 => (u32::from_be_bytes(v[..4].try_into().expect("4 bytes")), v[4] == 1),
-            _ => (0, false),
-        })
-    }
-
-    fn set_pin_state(&self, root: &Cid, count: u32, complete: bool) -> Result<(), Error> {
-        if count == 0 && !complete {
-            self.inner.pins.remove(&root.to_bytes())?;
-        } else {
-            let mut v = count.to_be_bytes().to_vec();
-            v.push(u8::from(complete));
-            self.inner.pins.insert(&root.to_bytes(), &v)?;
-        }
-        Ok(())
-    }
-
-    /// Adds a pin to a root (GC keeps every block reachable from a pinned root).
-    pub fn pin(&self, root: &Cid) -> Result<u32, Error> {
-        let (count, complete) = self.pin_state(root)?;
-        self.set_pin_state(root, count.saturating_add(1), complete)?;
-        Ok(count + 1)
-    }
-
-    /// Removes a pin; returns the pins left.
-    pub fn unpin(&self, root: &Cid) -> Result<u32, Error> {
-        let (count, complete) = self.pin_state(root)?;
-        let left = count.saturating_sub(1);
-        self.set_pin_state(root, left, complete)?;
-        Ok(left)
-    }
-
-    /// Pinned roots and their pin counts.
-    pub fn pins(&self) -> Result<BTreeMap<Cid, u32>, Error> {
-        let mut out = BTreeMap::new();
-        for row in self.inner.pins.range(&[], None) {
-            let (k, v) = row?;
-            if let (Ok(cid), true) = (Cid::try_from(&k[..]), v.len() == 5) {
-                let n = u32::from_be_bytes(v[..4].try_into().expect("4 bytes"));
-                if n > 0 {
-                    out.insert(cid, n);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Roots whose DAG is flagged complete.
-    pub fn complete_roots(&self) -> Result<Vec<Cid>, Error> {
-        let mut out = Vec::new();
-        for row in self.inner.pins.range(&[], None) {
-            let (k, v) = row?;
-            if let (Ok(cid), true) = (Cid::try_from(&k[..]), v.len() == 5 && v[4] == 1) {
-                out.push(cid);
-            }
-        }
-        Ok(out)
-    }
-
-    /// True when the whole DAG under `root` was found locally (the flag, not a walk).
-    pub fn is_complete(&self, root: &Cid) -> Result<bool, Error> {
-        Ok(self.pin_state(root)?.1)
-    }
-
-    /// Walks the DAG under `root` and returns the blocks that are not stored, in walk order.
-    /// Children of a missing node are unknown, so only the node itself is listed.
-    pub fn missing(&self, root: &Cid) -> Result<Vec<Cid>, Error> {
-        let mut missing = Vec::new();
-        self.walk(root, |cid, data| {
-            if data.is_none() {
-                missing.push(*cid);
-            }
-        })?;
-        Ok(missing)
-    }
-
-    /// Walks the DAG; calls `visit(cid, Some(len))` for present blocks and `(cid, None)` for missing.
-    fn walk(&self, root: &Cid, mut visit: impl FnMut(&Cid, Option<u64>)) -> Result<(), Error> {
-        let mut stack = vec![(*root, 0usize)];
-        let mut seen = HashSet::new();
-        while let Some((cid, depth)) = stack.pop() {
-            if !seen.insert(cid) {
-                continue;
-            }
-            if depth > unixfs::MAX_DEPTH {
-                return Err(unixfs::Error::TooDeep.into());
-            }
-            if cid.codec() != super::cid::DAG_PB {
-                // A raw leaf: presence is enough, no need to read it.
-                let len = self.block_len(&cid)?;
-                visit(&cid, len);
-                continue;
-            }
-            match self.get(&cid)? {
-                None => visit(&cid, None),
-                Some(data) => {
-                    visit(&cid, Some(data.len() as u64));
-                    for child in unixfs::children(&cid, &data)?.into_iter().rev() {
-                        stack.push((child, depth + 1));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn block_len(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+    pub(super) fn block_len(&self, cid: &Cid) -> Result<Option<u64>, Error> {
         match &self.inner.bytes {
             Bytes::Memory(m) => Ok(m.read().map_err(|_| Error::Poisoned)?.get(cid).map(|b| b.len() as u64)),
             Bytes::Packs(_) => match self.inner.index.get(&cid.to_bytes())? {
@@ -445,135 +274,6 @@ impl BlockStore {
                 }
             },
         }
-    }
-
-    /// Checks the whole DAG and records "complete" when every block is present. Returns the flag.
-    pub fn mark_complete_if_whole(&self, root: &Cid) -> Result<bool, Error> {
-        let whole = self.missing(root)?.is_empty();
-        let (count, _) = self.pin_state(root)?;
-        self.set_pin_state(root, count, whole)?;
-        Ok(whole)
-    }
-
-    /// Size, block count and flags of the DAG under `root`.
-    pub fn stat(&self, root: &Cid) -> Result<Stat, Error> {
-        let (pins, complete) = self.pin_state(root)?;
-        let (mut blocks, mut block_bytes) = (0, 0);
-        self.walk(root, |_, len| {
-            if let Some(l) = len {
-                blocks += 1;
-                block_bytes += l;
-            }
-        })?;
-        let size = match self.get(root)? {
-            None => None,
-            Some(d) if root.codec() == super::cid::RAW => Some(d.len() as u64),
-            Some(d) => super::dag_pb::decode_file_node(&d).ok().map(|n| {
-                n.filesize.unwrap_or_else(|| n.data.len() as u64 + n.blocksizes.iter().sum::<u64>())
-            }),
-        };
-        Ok(Stat { cid: root.to_string(), size, blocks, block_bytes, complete, pins })
-    }
-
-    /// Holds the blocks under `root` against GC until the returned guard drops (a fetch in
-    /// progress: its root is pinned only once the DAG is whole).
-    pub fn hold(&self, root: Cid) -> Hold {
-        *self.inner.held.lock().unwrap_or_else(|p| p.into_inner()).entry(root).or_default() += 1;
-        Hold { store: self.clone(), root }
-    }
-
-    /// Roots held by fetches in progress.
-    pub fn held_roots(&self) -> Vec<Cid> {
-        self.inner.held.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
-    }
-
-    /// Drops every block not reachable from a pinned root or a root held by a fetch in
-    /// progress, then compacts mostly-dead segments.
-    pub fn gc(&self) -> Result<GcReport, Error> {
-        let _gc = self.inner.gc_lock.write().map_err(|_| Error::Poisoned)?;
-        let mut live = HashSet::new();
-        let held = self.held_roots();
-        for root in self.pins()?.keys().chain(held.iter()) {
-            self.walk(root, |cid, len| {
-                if len.is_some() {
-                    live.insert(*cid);
-                }
-            })?;
-        }
-        // Unpinned roots may lose blocks: their "complete" flags go.
-        self.clear_unpinned_flags()?;
-        let mut dead = Vec::new();
-        match &self.inner.bytes {
-            Bytes::Memory(m) => {
-                for (cid, b) in m.read().map_err(|_| Error::Poisoned)?.iter() {
-                    if !live.contains(cid) {
-                        dead.push((*cid, b.len() as u64));
-                    }
-                }
-            }
-            Bytes::Packs(_) => {
-                for row in self.inner.index.range(&[], None) {
-                    let (k, v) = row?;
-                    let cid = Cid::try_from(&k[..]).map_err(|_| Error::CorruptIndex(hex::encode(&k)))?;
-                    if !live.contains(&cid) {
-                        let loc = Location::decode(&v).ok_or(Error::CorruptIndex(cid.to_string()))?;
-                        dead.push((cid, u64::from(loc.len)));
-                    }
-                }
-            }
-        }
-        let mut report = GcReport {
-            removed_blocks: dead.len() as u64,
-            removed_bytes: dead.iter().map(|(_, l)| *l).sum(),
-            ..Default::default()
-        };
-        self.remove_many(&dead)?;
-        if let Bytes::Packs(p) = &self.inner.bytes {
-            self.compact(p, &mut report)?;
-        }
-        self.inner.db.flush()?;
-        Ok(report)
-    }
-
-    /// Rewrites segments whose live share is low: copies their live blocks into the active
-    /// segment (synced), repoints the index, then deletes the old file.
-    fn compact(&self, p: &Packs, report: &mut GcReport) -> Result<(), Error> {
-        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-        for row in self.inner.index.range(&[], None) {
-            let (k, v) = row?;
-            let loc = Location::decode(&v).ok_or_else(|| Error::CorruptIndex(hex::encode(&k)))?;
-            *live_bytes.entry(loc.segment).or_default() += u64::from(loc.len);
-        }
-        let segments = p.compactable(&live_bytes, COMPACT_BELOW_LIVE)?;
-        if segments.is_empty() {
-            return Ok(());
-        }
-        let mut live: HashMap<u32, Vec<(Vec<u8>, Location)>> = HashMap::new();
-        for row in self.inner.index.range(&[], None) {
-            let (k, v) = row?;
-            let loc = Location::decode(&v).ok_or_else(|| Error::CorruptIndex(hex::encode(&k)))?;
-            if segments.iter().any(|(s, _)| *s == loc.segment) {
-                live.entry(loc.segment).or_default().push((k.to_vec(), loc));
-            }
-        }
-        for (seg, file_len) in segments {
-            let records = live.remove(&seg).unwrap_or_default();
-            // Copied in bounded batches so memory stays small.
-            for group in packs::batches(&records, COMPACT_BATCH_BYTES) {
-                let mut batch = Batch::default();
-                for ((key, _), loc) in group.iter().zip(p.copy(group)?) {
-                    batch.insert(key.clone(), loc.encode().to_vec());
-                }
-                self.inner.index.apply(batch)?;
-            }
-            // The index must be durable before the old bytes disappear.
-            self.inner.db.flush()?;
-            p.remove_segment(seg)?;
-            let kept: u64 = records.iter().map(|(_, l)| u64::from(l.len)).sum();
-            report.compacted_segments += 1;
-            report.reclaimed_file_bytes += file_len.saturating_sub(kept);
-        }
-        Ok(())
     }
 
     /// Makes index writes durable. Blocking.
