@@ -208,7 +208,7 @@ impl Node {
         let (db, blocks, messages, communities, archive_state, membership) = {
             let (db_path, blocks_path, store_config) = (dir.db(), dir.blocks(), config.store.clone());
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                let db = Db::open(&db_path)?;
+                let db = Db::open_with_cache(&db_path, store_config.db_cache_bytes)?;
                 let blocks = BlockStore::open(&db, &blocks_path, store_config)?;
                 let messages = MessageStore::open(&db)?.with_quota(quota).with_archives(blocks.clone());
                 let communities = Communities::open(&db)?;

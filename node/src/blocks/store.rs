@@ -75,11 +75,13 @@ pub struct Config {
     pub quota: Option<u64>,
     /// Size at which a pack file is closed and a new one started.
     pub segment_bytes: u64,
+    /// Bytes of sled's page cache for the index (messages, blocks, pins).
+    pub db_cache_bytes: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { quota: None, segment_bytes: DEFAULT_SEGMENT_BYTES }
+        Self { quota: None, segment_bytes: DEFAULT_SEGMENT_BYTES, db_cache_bytes: db::DEFAULT_CACHE_BYTES }
     }
 }
 
@@ -305,9 +307,12 @@ mod tests {
     fn disk() -> (tempfile::TempDir, BlockStore) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("db")).unwrap();
-        let s =
-            BlockStore::open(&db, &dir.path().join("blocks"), Config { quota: None, segment_bytes: 8192 })
-                .unwrap();
+        let s = BlockStore::open(
+            &db,
+            &dir.path().join("blocks"),
+            Config { quota: None, segment_bytes: 8192, ..Config::default() },
+        )
+        .unwrap();
         (dir, s)
     }
 
