@@ -14,7 +14,7 @@
 //! (`madvise`), in the middle of a heap too. Not on the fetch path: pages handed back there
 //! are faulted in again by the next blocks (measured: 222 against 274 MB/s).
 
-/// Most glibc arenas the daemon uses. glibc makes up to 8 per core, one per thread that meets
+/// Most glibc arenas any command uses (set in `cli::main`). glibc makes up to 8 per core, one per thread that meets
 /// contention, and each keeps the pages freed in it between live allocations. Measured
 /// (`scripts/bench.sh memory-small`, 1,000,000 small messages): a member peaked at 420 MiB
 /// RSS with glibc's default against a live heap of 140 MiB, 272 MiB with 2 arenas.
