@@ -1,6 +1,7 @@
 """Transfer benchmark: fetch the same 256 MiB over loopback between two archive-node processes,
 between two Helia processes, and by Helia from our node (interop), alternating, median of 3; also
-the fetcher's peak RSS.
+the fetcher's peak RSS. With BENCH_BASELINE_BIN (another build of archive-node, say the last
+commit's), each run also fetches between two baseline processes, for a side-by-side ratio.
 
 Run by `scripts/bench.sh transfer` inside a private network namespace. Prints one RESULT line.
 """
@@ -9,6 +10,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JS = ROOT / "tests-functional" / "js"
 BIN = ROOT / "target" / "release" / "archive-node"
+BASELINE = os.environ.get("BENCH_BASELINE_BIN")
 SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "256")) * 1024 * 1024
 RUNS = 3
 
@@ -27,17 +30,27 @@ def rss_kib(time_stderr: str) -> int:
     return int(m.group(1)) if m else -1
 
 
-def ours(file: pathlib.Path, work: pathlib.Path, i: int) -> dict:
-    server_dir, fetch_dir = work / f"s{i}", work / f"f{i}"
-    cid = subprocess.run([BIN, "add", "--data-dir", server_dir, file], check=True, capture_output=True, text=True).stdout.strip()
-    server = subprocess.Popen([BIN, "serve", "--data-dir", server_dir], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+def drop(*dirs: pathlib.Path) -> None:
+    """Deletes a run's data dirs and syncs: measured, a run that follows another whose 512 MiB
+    are still on disk is ~25 % slower (one run after the other, same binary: 363 then 277 MB/s),
+    which made the order of runs, not the code, the larger effect."""
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    os.sync()
+
+
+def ours(file: pathlib.Path, work: pathlib.Path, i: int, bin=BIN, tag: str = "") -> dict:
+    server_dir, fetch_dir = work / f"s{tag}{i}", work / f"f{tag}{i}"
+    cid = subprocess.run([bin, "add", "--data-dir", server_dir, file], check=True, capture_output=True, text=True).stdout.strip()
+    server = subprocess.Popen([bin, "serve", "--data-dir", server_dir], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         addr = server.stdout.readline().decode().strip()
-        proc = subprocess.run(["/usr/bin/time", "-v", BIN, "fetch", cid, "--data-dir", fetch_dir, "--peer", addr],
+        proc = subprocess.run(["/usr/bin/time", "-v", bin, "fetch", cid, "--data-dir", fetch_dir, "--peer", addr],
                               capture_output=True, text=True, check=True)
     finally:
         server.send_signal(2)
         server.wait(30)
+        drop(server_dir, fetch_dir)
     m = re.search(r"in ([0-9.]+) s, ([0-9.]+) MB/s", proc.stdout)
     return {"seconds": float(m.group(1)), "mb_per_s": SIZE / float(m.group(1)) / 1e6, "fetcher_rss_kib": rss_kib(proc.stderr)}
 
@@ -54,6 +67,7 @@ def helia_from_ours(file: pathlib.Path, work: pathlib.Path, i: int) -> dict:
     finally:
         server.send_signal(2)
         server.wait(30)
+        drop(server_dir)
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["size"] == SIZE, got
     return {"seconds": got["seconds"], "mb_per_s": got["mb_per_s"]}
@@ -85,8 +99,11 @@ def main() -> None:
         file = work / "input.bin"
         with open(file, "wb") as f:
             f.write(os.urandom(SIZE))
-        a, h, x = [], [], []
+        a, h, x, b = [], [], [], []
         for i in range(RUNS):
+            if BASELINE:
+                b.append(ours(file, work, i, BASELINE, "b"))
+                print(f"run {i + 1}: baseline {b[-1]['mb_per_s']:.0f} MB/s", file=sys.stderr)
             a.append(ours(file, work, i))
             h.append(helia(file))
             x.append(helia_from_ours(file, work, i))
@@ -103,6 +120,8 @@ def main() -> None:
         "ratio_helia_from_ours_to_helia_from_helia": interop_mb["median"] / helia_mb["median"],
         "ours_fetcher_peak_rss_mib": max(r["fetcher_rss_kib"] for r in a) / 1024,
         "helia_fetcher_peak_rss_mib": max(r["fetcher_rss_kib"] for r in h) / 1024,
+        **({"baseline_bin": BASELINE, "baseline_mb_per_s": summary(b, "mb_per_s"),
+            "ratio_ours_to_baseline": ours_mb["median"] / summary(b, "mb_per_s")["median"]} if BASELINE else {}),
         "target": {"ratio_ours_to_helia": 10, "ours_mb_per_s": 400, "ours_fetcher_peak_rss_mib": 200},
     }
     print("RESULT " + json.dumps(result))

@@ -29,7 +29,7 @@ pub use client::{FetchStats, Progress};
 use message::Presence;
 
 use crate::blocks::cid::Cid;
-use crate::blocks::store::BlockStore;
+use crate::blocks::store::{self, BlockStore};
 
 /// The protocol we open streams with.
 pub const PROTOCOL_1_2: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
@@ -88,6 +88,8 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Bitswap {
     store: BlockStore,
+    /// Stores what every fetch session receives, with group commit.
+    writer: store::Writer,
     outboxes: outbox::Outboxes,
     server: server::Server,
     registry: client::Registry,
@@ -104,19 +106,20 @@ pub struct Bitswap {
 
 impl Bitswap {
     /// Starts reading the Bitswap streams peers open (`incoming`) and opening ours with
-    /// `control`; stops when `cancel` fires.
+    /// `control`; stops when `cancel` fires. Fails when the store writer's thread cannot start.
     pub fn start(
         control: libp2p_stream::Control,
         incoming: mpsc::Receiver<(PeerId, libp2p::Stream)>,
         store: BlockStore,
         bandwidth: bandwidth::Bandwidth,
         cancel: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self, store::Error> {
         let outboxes = outbox::Outboxes::new(control.clone(), cancel.clone());
         let (events, _) = broadcast::channel(256);
         let bs = Self {
             server: server::Server::new(store.clone(), outboxes.clone(), bandwidth.clone()),
             bandwidth,
+            writer: store::Writer::start(store.clone())?,
             store,
             outboxes,
             registry: client::Registry::default(),
@@ -129,7 +132,7 @@ impl Bitswap {
             refused: Arc::default(),
         };
         tokio::spawn(bs.clone().accept_loop(incoming, cancel));
-        bs
+        Ok(bs)
     }
 
     /// Limits on block data each way, and what moved.
@@ -179,6 +182,7 @@ impl Bitswap {
             self.registry.clone(),
             self.outboxes.clone(),
             self.store.clone(),
+            self.writer.clone(),
             root,
             peers,
             progress,

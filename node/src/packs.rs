@@ -105,6 +105,10 @@ pub struct Packs {
 struct Active {
     id: u32,
     file: BufWriter<File>,
+    /// The same file, to sync after the lock is released: writers append under the lock and
+    /// sync outside it, so readers of the active segment's id and other writers never wait
+    /// for the disk. (An `fsync` covers every byte written to the file before it.)
+    sync: Arc<File>,
     len: u64,
 }
 
@@ -130,12 +134,14 @@ impl Packs {
     fn create_segment(dir: &Path, id: u32) -> Result<Active, Error> {
         let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, id))?;
         let len = file.metadata()?.len();
-        Ok(Active { id, file: BufWriter::with_capacity(WRITE_BUFFER, file), len })
+        let sync = Arc::new(file.try_clone()?);
+        Ok(Active { id, file: BufWriter::with_capacity(WRITE_BUFFER, file), sync, len })
     }
 
     /// Appends records `(key, data)` and syncs them; returns their locations.
     pub fn append(&self, records: &[(&[u8], &[u8])]) -> Result<Vec<Location>, Error> {
         let mut active = self.active.lock().map_err(|_| Error::Poisoned)?;
+        let mut to_sync = Vec::with_capacity(1);
         let mut locs = Vec::with_capacity(records.len());
         for (key, data) in records {
             let key_len = u8::try_from(key.len()).map_err(|_| Error::KeyTooLong(key.len()))?;
@@ -143,7 +149,7 @@ impl Packs {
             let record = (RECORD_HEADER + key.len() + data.len()) as u64;
             if active.len > 0 && active.len + record > self.segment_bytes {
                 active.file.flush()?;
-                active.file.get_ref().sync_data()?;
+                to_sync.push(active.sync.clone());
                 let next = active.id + 1;
                 *active = Self::create_segment(&self.dir, next)?;
             }
@@ -159,7 +165,11 @@ impl Packs {
             active.len += record;
         }
         active.file.flush()?;
-        active.file.get_ref().sync_data()?;
+        to_sync.push(active.sync.clone());
+        drop(active);
+        for file in to_sync {
+            file.sync_data()?;
+        }
         Ok(locs)
     }
 
@@ -197,9 +207,11 @@ impl Packs {
             return Ok(());
         }
         active.file.flush()?;
-        active.file.get_ref().sync_data()?;
+        let closed = active.sync.clone();
         let next = active.id + 1;
         *active = Self::create_segment(&self.dir, next)?;
+        drop(active);
+        closed.sync_data()?;
         Ok(())
     }
 

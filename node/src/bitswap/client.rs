@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use super::message::{Message, Want, WantType};
 use super::outbox::Outboxes;
 use crate::blocks::cid::{self, Cid};
-use crate::blocks::store::BlockStore;
+use crate::blocks::store::{BlockStore, Writer, Written};
 use crate::blocks::{dag_pb, Block};
 
 /// Blocks asked of one peer at a time.
@@ -309,6 +309,7 @@ pub(super) async fn fetch(
     registry: Registry,
     outboxes: Outboxes,
     store: BlockStore,
+    writer: Writer,
     root: Cid,
     peers: Vec<PeerId>,
     progress: watch::Sender<Progress>,
@@ -359,7 +360,7 @@ pub(super) async fn fetch(
     loop {
         s.assign(&registry, &outboxes, &mut guard).await?;
         if s.queue.is_empty() && guard.in_flight.is_empty() {
-            s.flush(&store).await?;
+            s.flush(&writer).await?;
             s.wait_written().await?;
             if s.queue.is_empty() && guard.in_flight.is_empty() {
                 break;
@@ -375,7 +376,7 @@ pub(super) async fn fetch(
         }
         // Store when a batch is big, or when nothing else is waiting.
         if s.pending_bytes >= FLUSH_BYTES || (rx.is_empty() && !s.pending.is_empty()) {
-            s.flush(&store).await?;
+            s.flush(&writer).await?;
         }
         let _ = progress.send(s.progress.clone());
     }
@@ -419,7 +420,7 @@ struct Session {
     /// The receive budget the pending blocks hold, returned once they are written.
     pending_budget: Vec<OwnedSemaphorePermit>,
     /// The batch being written (at most one, so memory stays at two batches).
-    writing: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+    writing: Option<Written>,
     stats: FetchStats,
     progress: Progress,
     priority: i32,
@@ -624,9 +625,10 @@ impl Session {
         }
     }
 
-    /// Starts storing the received blocks as one synced batch in the background, after the
-    /// previous batch is written: the network keeps flowing while the disk syncs.
-    async fn flush(&mut self, store: &BlockStore) -> Result<(), Error> {
+    /// Hands the received blocks to the store writer as one batch, after the previous batch
+    /// is written: the network keeps flowing while the disk syncs, and the writer merges the
+    /// batches of every session waiting at once into one sync.
+    async fn flush(&mut self, writer: &Writer) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -634,19 +636,14 @@ impl Session {
         let blocks = std::mem::take(&mut self.pending);
         let budget = std::mem::take(&mut self.pending_budget);
         self.pending_bytes = 0;
-        let store = store.clone();
-        self.writing = Some(tokio::spawn(blocking(store, move |st| {
-            let written = st.put_many(&blocks).map(|_| ());
-            drop((blocks, budget));
-            written
-        })));
+        self.writing = Some(writer.write(blocks, budget).await);
         Ok(())
     }
 
     /// Waits for the batch being written.
     async fn wait_written(&mut self) -> Result<(), Error> {
         match self.writing.take() {
-            Some(w) => w.await.map_err(|e| Error::Store(e.to_string()))?,
+            Some(w) => w.await.map_err(|_| Error::Shutdown)?.map_err(|e| Error::Store(e.to_string())),
             None => Ok(()),
         }
     }

@@ -29,6 +29,22 @@ pub enum Error {
 /// Bytes moved per timed step: a peer must move at least this much per stall timeout.
 const STEP: usize = 256 * 1024;
 
+/// Messages at least this large are decoded (every block hashed) on the blocking pool, not on
+/// the async workers: a 4 MiB message takes ~10 ms of SHA-256 that would stall every other
+/// stream and timer on that worker. Smaller ones (wantlists, presences) are decoded in place.
+pub const DECODE_OFF_THREAD_BYTES: usize = 64 * 1024;
+
+/// Decodes a message read off a stream, on the blocking pool when it is large.
+async fn decode(buf: Vec<u8>) -> Result<Message, Error> {
+    if buf.len() < DECODE_OFF_THREAD_BYTES {
+        return Ok(Message::decode(buf)?);
+    }
+    match tokio::task::spawn_blocking(move || Message::decode(buf)).await {
+        Ok(m) => Ok(m?),
+        Err(e) => Err(Error::Io(std::io::Error::other(format!("decoding task: {e}")))),
+    }
+}
+
 /// Reads the next message; `None` when the stream ended cleanly.
 pub async fn read(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<Message>, Error> {
     let len = match unsigned_varint::aio::read_usize(&mut *stream).await {
@@ -44,7 +60,7 @@ pub async fn read(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<Messag
     }
     let mut buf = vec![0u8; len];
     stream.read_exact(&mut buf).await?;
-    Ok(Some(Message::decode(buf)?))
+    Ok(Some(decode(buf).await?))
 }
 
 /// [`read`] with deadlines: the next message must start within `idle`, and each
@@ -70,7 +86,7 @@ pub async fn read_timed(
     for chunk in buf.chunks_mut(STEP) {
         tokio::time::timeout(stall, stream.read_exact(chunk)).await.map_err(|_| Error::Stalled(stall))??;
     }
-    Ok(Some(Message::decode(buf)?))
+    Ok(Some(decode(buf).await?))
 }
 
 /// [`write`] with a deadline per [`STEP`]: a peer that stops reading fails the write within

@@ -24,10 +24,12 @@ use crate::packs::{self, Location, Packs};
 mod dag;
 mod gc;
 mod pins;
+mod writer;
 
 pub use dag::Stat;
 pub use gc::{GcReport, COMPACT_BELOW_LIVE};
 pub use pins::Hold;
+pub use writer::{Commits, Writer, Written};
 
 /// Default largest segment file.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
@@ -216,33 +218,46 @@ impl BlockStore {
             return Ok(0);
         }
         let incoming: u64 = fresh.iter().map(|(_, d)| d.len() as u64).sum();
-        let mut used = self.inner.used.lock().map_err(|_| Error::Poisoned)?;
-        if let Some(quota) = self.inner.quota {
-            if *used + incoming > quota {
-                return Err(Error::QuotaExceeded { incoming, would_use: *used + incoming, quota });
+        // The bytes are counted before they are written, so the lock is never held across the
+        // sync (readers of `used_bytes` would wait for the disk), and given back on failure.
+        {
+            let mut used = self.inner.used.lock().map_err(|_| Error::Poisoned)?;
+            if let Some(quota) = self.inner.quota {
+                if *used + incoming > quota {
+                    return Err(Error::QuotaExceeded { incoming, would_use: *used + incoming, quota });
+                }
             }
+            *used += incoming;
         }
+        let written = self.write_fresh(&fresh);
+        if written.is_err() {
+            let mut used = self.inner.used.lock().map_err(|_| Error::Poisoned)?;
+            *used = used.saturating_sub(incoming);
+        }
+        written.map(|()| fresh.len())
+    }
+
+    fn write_fresh(&self, fresh: &[(Cid, &[u8])]) -> Result<(), Error> {
         match &self.inner.bytes {
             Bytes::Memory(m) => {
                 let mut m = m.write().map_err(|_| Error::Poisoned)?;
-                for (cid, data) in &fresh {
+                for (cid, data) in fresh {
                     m.insert(*cid, Arc::new(data.to_vec()));
                 }
             }
             Bytes::Packs(p) => {
                 let keys: Vec<Vec<u8>> = fresh.iter().map(|(c, _)| c.to_bytes()).collect();
                 let records: Vec<(&[u8], &[u8])> =
-                    keys.iter().zip(&fresh).map(|(k, (_, d))| (k.as_slice(), *d)).collect();
+                    keys.iter().zip(fresh).map(|(k, (_, d))| (k.as_slice(), *d)).collect();
                 let locs = p.append(&records)?;
                 let mut batch = Batch::default();
-                for ((cid, _), loc) in fresh.iter().zip(locs) {
-                    batch.insert(cid.to_bytes(), loc.encode().to_vec());
+                for (key, loc) in keys.into_iter().zip(locs) {
+                    batch.insert(key, loc.encode().to_vec());
                 }
                 self.inner.index.apply(batch)?;
             }
         }
-        *used += incoming;
-        Ok(fresh.len())
+        Ok(())
     }
 
     pub(super) fn remove_many(&self, cids: &[(Cid, u64)]) -> Result<(), Error> {
