@@ -67,7 +67,7 @@ async fn prepare_control() -> (DataDir, CommunityId, Prepared) {
     };
     node.adopt_community(record).await.expect("adopt");
     eprintln!("building the control node's archives (once; cached in {})", dir.display());
-    let outcome = node.seeder.round(community).await.expect("round");
+    let outcome = node.seeder().round(community).await.expect("round");
     let p = Prepared {
         archives: outcome.archives.len(),
         archive_bytes: outcome.archives.iter().map(|a| a.bytes as u64).sum(),
@@ -110,8 +110,8 @@ async fn catch_up(control: &Node, invite: &Invite, scratch: &std::path::Path) ->
     let cancel = CancellationToken::new();
     let member = Node::start(&DataDir::new(dir.path()), config(), cancel.clone()).await.expect("member");
     let mut events = member.subscribe();
-    let addr = control.network.listen_addrs().await.expect("addrs")[0].clone();
-    member.network.dial(addr).await.expect("dial");
+    let addr = control.network().listen_addrs().await.expect("addrs")[0].clone();
+    member.network().dial(addr).await.expect("dial");
     let t0 = Instant::now();
     member.join_community(invite.clone()).await.expect("join");
     let (mut imported, mut downloaded_at, mut import_time) = (0u64, t0, Duration::ZERO);
@@ -167,10 +167,10 @@ fn main() {
         std::fs::create_dir_all(&scratch).expect("scratch dir");
         let cancel = CancellationToken::new();
         let control = Node::start(&data, config(), cancel.clone()).await.expect("control node");
-        let invite = Invite::decode(&control.communities.invite(&community).expect("invite").encode())
+        let invite = Invite::decode(&control.communities().invite(&community).expect("invite").encode())
             .expect("decode invite");
         let records: Vec<(Vec<u8>, Vec<u8>)> = control
-            .db
+            .db()
             .tree(TreeName::Messages)
             .expect("tree")
             .range(&[], None)

@@ -66,7 +66,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         other => other.into(),
     })?;
     let signals = Signals::default();
-    tokio::spawn(forward_network_signals(node.network.clone(), signals.clone(), cancel.clone()));
+    tokio::spawn(forward_network_signals(node.network().clone(), signals.clone(), cancel.clone()));
     tokio::spawn(forward_node_signals(node.clone(), signals.clone(), cancel.clone()));
 
     let token = Token::new(
@@ -91,7 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", dir.rpc_port().display()))?;
 
     println!("rpc http://{}", server.addr);
-    for addr in node.network.listen_addrs().await? {
+    for addr in node.network().listen_addrs().await? {
         println!("listening {addr}");
     }
     tracing::info!(data_dir = %dir.root().display(), "daemon started");
@@ -143,7 +143,7 @@ async fn forward_node_signals(node: Node, signals: Signals, cancel: Cancellation
     use crate::archive::seeder::Event as Seeder;
     use serde_json::json;
     let mut rx = node.subscribe();
-    let mut seeder = node.seeder.events.subscribe();
+    let mut seeder = node.seeder().events.subscribe();
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
@@ -257,9 +257,9 @@ fn metrics_text(node: &Node, started: Instant) -> String {
          # HELP archive_node_bitswap_served_bytes_total Block bytes sent to peers.\n\
          # TYPE archive_node_bitswap_served_bytes_total counter\narchive_node_bitswap_served_bytes_total {}\n",
         started.elapsed().as_secs(),
-        node.blocks.used_bytes(),
-        node.bitswap.served().blocks,
-        node.bitswap.served().bytes,
+        node.blocks().used_bytes(),
+        node.bitswap().served().blocks,
+        node.bitswap().served().bytes,
     ) + &refusals_text(node)
         + &budgets_text(node)
         + &bandwidth_text(node)
@@ -337,7 +337,7 @@ fn budgets_text(node: &Node) -> String {
 }
 
 fn bandwidth_text(node: &Node) -> String {
-    let (up, down) = node.bitswap.bandwidth().usage();
+    let (up, down) = node.bitswap().bandwidth().usage();
     let mut out = String::new();
     for (name, kind, help, get) in [
         (

@@ -148,14 +148,14 @@ pub struct Budgets {
 /// A running node; cheap to clone.
 #[derive(Clone)]
 pub struct Node {
-    pub db: Db,
-    pub blocks: BlockStore,
-    pub messages: MessageStore,
-    pub communities: Communities,
-    pub archive_state: crate::archive::state::ArchiveState,
-    pub seeder: crate::archive::seeder::Seeder,
-    pub network: network::Client,
-    pub bitswap: Bitswap,
+    db: Db,
+    blocks: BlockStore,
+    messages: MessageStore,
+    communities: Communities,
+    archive_state: crate::archive::state::ArchiveState,
+    seeder: crate::archive::seeder::Seeder,
+    network: network::Client,
+    bitswap: Bitswap,
     /// Community descriptions and requests to join.
     membership: MembershipStore,
     /// The gossip validation queue (set once at start: its workers hold a clone of the node).
@@ -241,7 +241,7 @@ impl Node {
             blocks.clone(),
             bandwidth,
             cancel.child_token(),
-        );
+        )?;
         let (events, _) = tokio::sync::broadcast::channel(EVENT_QUEUE);
         let seeder = crate::archive::seeder::Seeder {
             messages: messages.clone(),
@@ -302,6 +302,46 @@ impl Node {
         tokio::spawn(node.clone().reprovide_loop());
         tokio::spawn(node.clone().discovery_loop());
         Ok(node)
+    }
+
+    /// The database every store of this node lives in.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The block store (blocks, pins, GC).
+    pub fn blocks(&self) -> &BlockStore {
+        &self.blocks
+    }
+
+    /// The message store.
+    pub fn messages(&self) -> &MessageStore {
+        &self.messages
+    }
+
+    /// The communities this node has joined or created.
+    pub fn communities(&self) -> &Communities {
+        &self.communities
+    }
+
+    /// Announcements accepted and archives downloaded, per community.
+    pub fn archive_state(&self) -> &crate::archive::state::ArchiveState {
+        &self.archive_state
+    }
+
+    /// The seeder: archive rounds of the communities this node controls.
+    pub fn seeder(&self) -> &crate::archive::seeder::Seeder {
+        &self.seeder
+    }
+
+    /// The network task's handle (peers, gossip, DHT).
+    pub fn network(&self) -> &network::Client {
+        &self.network
+    }
+
+    /// Bitswap (serving and fetching blocks).
+    pub fn bitswap(&self) -> &Bitswap {
+        &self.bitswap
     }
 
     /// Stops the node's tasks.

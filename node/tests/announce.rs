@@ -25,7 +25,7 @@ async fn start() -> TestNode {
 }
 
 async fn connect(a: &Node, b: &Node) {
-    a.network.dial(b.network.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    a.network().dial(b.network().listen_addrs().await.unwrap()[0].clone()).await.unwrap();
 }
 
 /// The next announcement accepted by a node (ignoring other events).
@@ -60,7 +60,7 @@ async fn create_driven(node: &Node, name: &str) -> archive_node::communities::Re
     let mut record =
         node.create_community(name.into(), false, archive_node::membership::Access::Open).await.unwrap();
     record.archives_enabled = false;
-    node.communities.put(&record).unwrap();
+    node.communities().put(&record).unwrap();
     record
 }
 
@@ -78,7 +78,7 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
     let (control, relay, member, attacker) = (start().await, start().await, start().await, start().await);
     let record = create_driven(&control.node, "general").await;
     let id: CommunityId = record.community_id().unwrap();
-    let invite = Invite::decode(&control.node.communities.invite(&id).unwrap().encode()).unwrap();
+    let invite = Invite::decode(&control.node.communities().invite(&id).unwrap().encode()).unwrap();
     for n in [&relay, &member, &attacker] {
         n.node.join_community(invite.clone()).await.unwrap();
     }
@@ -92,7 +92,7 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
     // Round 1: a message, then an archive, announced with the community key.
     let m = control.node.send_message(id, Topic::from_name("chat"), b"one".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let first = control.node.seeder.round(id).await.unwrap();
+    let first = control.node.seeder().round(id).await.unwrap();
     let (clock1, cid1) = next_accepted(&mut member_events).await;
     assert_eq!(Some(cid1.clone()), first.index_cid);
 
@@ -102,16 +102,16 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
         &Announcement { clock: clock1 + 1_000_000, cid: "bafyforged".into() },
     );
     let topic = archive_node::gossip::archives_topic(&id);
-    attacker.node.network.publish(topic.clone(), forged.bytes).await.unwrap();
+    attacker.node.network().publish(topic.clone(), forged.bytes).await.unwrap();
     // A replay of round 1 with different bytes (an unknown envelope field), same content.
-    let mut replay = control.node.archive_state.announcement(&id).unwrap().unwrap();
+    let mut replay = control.node.archive_state().announcement(&id).unwrap().unwrap();
     replay.extend_from_slice(&[0x78, 0x01]); // field 15, varint 1
-    attacker.node.network.publish(topic, replay).await.unwrap();
+    attacker.node.network().publish(topic, replay).await.unwrap();
 
     // Round 2 arrives at the member after both, on the same links.
     let m = control.node.send_message(id, Topic::from_name("chat"), b"two".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let second = control.node.seeder.round(id).await.unwrap();
+    let second = control.node.seeder().round(id).await.unwrap();
     let (clock2, cid2) = next_accepted(&mut member_events).await;
     assert!(clock2 > clock1);
     assert_eq!(Some(cid2), second.index_cid);
@@ -126,10 +126,10 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
     let relay_seen = drain(&mut relay_events);
     assert!(rejected(&relay_seen) >= 1, "{relay_seen:?}");
     // And penalised the attacker through gossipsub's scoring.
-    let score = relay.node.network.peer_score(attacker.node.network.local_peer_id()).await.unwrap();
+    let score = relay.node.network().peer_score(attacker.node.network().local_peer_id()).await.unwrap();
     assert!(score.is_some_and(|s| s < -50.0), "attacker's score at the relay: {score:?}");
     let latest =
-        announce::verify(&id, &member.node.archive_state.announcement(&id).unwrap().unwrap()).unwrap();
+        announce::verify(&id, &member.node.archive_state().announcement(&id).unwrap().unwrap()).unwrap();
     assert_eq!(latest.announcement.clock, clock2);
 }
 
@@ -137,9 +137,9 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
 async fn a_round_without_messages_makes_no_announcement() {
     let control = start().await;
     let id = create_driven(&control.node, "quiet").await.community_id().unwrap();
-    let outcome = control.node.seeder.round(id).await.unwrap();
+    let outcome = control.node.seeder().round(id).await.unwrap();
     assert!(outcome.archives.is_empty() && outcome.index_cid.is_none());
-    assert!(control.node.archive_state.announcement(&id).unwrap().is_none());
+    assert!(control.node.archive_state().announcement(&id).unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,11 +148,11 @@ async fn an_index_committed_by_a_round_cut_before_announcing_is_announced_by_the
     let id = create_driven(&control.node, "cut").await.community_id().unwrap();
     let m = control.node.send_message(id, Topic::from_name("chat"), b"one".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let announced = control.node.seeder.round(id).await.unwrap().index_cid.unwrap();
+    let announced = control.node.seeder().round(id).await.unwrap().index_cid.unwrap();
     // A round that committed its archives and index, then died before announcing them (kill -9).
     let m = control.node.send_message(id, Topic::from_name("chat"), b"two".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let seeder = &control.node.seeder;
+    let seeder = &control.node.seeder();
     let builder = archive_node::archive::Builder::new(seeder.messages.clone(), seeder.state.clone());
     let params = archive_node::archive::Params {
         community: id,
@@ -168,7 +168,7 @@ async fn an_index_committed_by_a_round_cut_before_announcing_is_announced_by_the
     let committed = cut.index_cid.unwrap();
     assert_ne!(committed, announced);
     let accepted =
-        |n: &Node| announce::verify(&id, &n.archive_state.announcement(&id).unwrap().unwrap()).unwrap();
+        |n: &Node| announce::verify(&id, &n.archive_state().announcement(&id).unwrap().unwrap()).unwrap();
     assert_eq!(accepted(&control.node).announcement.cid, announced);
 
     // The next round finds no new message, and still announces what the cut round committed.
@@ -189,11 +189,11 @@ async fn a_late_joiner_gets_the_latest_announcement_by_request() {
     let m =
         control.node.send_message(id, Topic::from_name("chat"), b"before you came".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let round = control.node.seeder.round(id).await.unwrap();
+    let round = control.node.seeder().round(id).await.unwrap();
     // Nobody heard the gossip. The late member joins, then connects.
     let mut events = late.node.subscribe();
     late.node
-        .join_community(Invite::decode(&control.node.communities.invite(&id).unwrap().encode()).unwrap())
+        .join_community(Invite::decode(&control.node.communities().invite(&id).unwrap().encode()).unwrap())
         .await
         .unwrap();
     connect(&late.node, &control.node).await;
@@ -201,14 +201,14 @@ async fn a_late_joiner_gets_the_latest_announcement_by_request() {
     assert_eq!(Some(cid), round.index_cid);
 
     // The protocol itself: the peer answers with exactly its stored envelopes, or nothing.
-    let control_peer = control.node.network.local_peer_id();
-    let answer = late.node.network.request_state(control_peer, id.as_bytes().to_vec()).await.unwrap();
+    let control_peer = control.node.network().local_peer_id();
+    let answer = late.node.network().request_state(control_peer, id.as_bytes().to_vec()).await.unwrap();
     let state =
         <archive_proto::pb::membership::CommunityState as prost::Message>::decode(&answer[..]).unwrap();
-    assert_eq!(Some(state.announcement.to_vec()), control.node.archive_state.announcement(&id).unwrap());
+    assert_eq!(Some(state.announcement.to_vec()), control.node.archive_state().announcement(&id).unwrap());
     assert_eq!(state.description.to_vec(), control.node.description(&id).unwrap().unwrap().bytes);
     let unknown = KeyPair::generate().public();
-    let none = late.node.network.request_state(control_peer, unknown.to_vec()).await.unwrap();
+    let none = late.node.network().request_state(control_peer, unknown.to_vec()).await.unwrap();
     let none = <archive_proto::pb::membership::CommunityState as prost::Message>::decode(&none[..]).unwrap();
     assert!(none.announcement.is_empty() && none.description.is_empty());
 }
@@ -224,7 +224,7 @@ async fn a_second_device_merges_the_other_devices_index_before_announcing() {
     let id = record.community_id().unwrap();
     // Explicit rounds only, so the test decides who builds what.
     record.archives_enabled = false;
-    first.node.communities.put(&record).unwrap();
+    first.node.communities().put(&record).unwrap();
     second.node.adopt_community(record).await.unwrap();
     connect(&second.node, &first.node).await;
     let mut second_events = second.node.subscribe();
@@ -233,21 +233,21 @@ async fn a_second_device_merges_the_other_devices_index_before_announcing() {
     // The first device archives a message and announces.
     let m = first.node.send_message(id, Topic::from_name("chat"), b"from device one".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let one = first.node.seeder.round(id).await.unwrap();
+    let one = first.node.seeder().round(id).await.unwrap();
     let (clock1, _) = next_accepted(&mut second_events).await;
 
     // The second device archives its own message: its index must keep the first device's archive.
     let m =
         second.node.send_message(id, Topic::from_name("chat"), b"from device two".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let two = second.node.seeder.round(id).await.unwrap();
+    let two = second.node.seeder().round(id).await.unwrap();
     let (clock2, cid2) = next_accepted(&mut first_events).await;
     assert!(clock2 > clock1, "the second device's clock passed the one it observed");
     assert_eq!(Some(cid2.clone()), two.index_cid);
 
     let merged_cid: archive_node::blocks::cid::Cid = cid2.parse().unwrap();
     let mut raw = Vec::new();
-    archive_node::blocks::files::cat(&second.node.blocks, merged_cid, &mut raw).unwrap();
+    archive_node::blocks::files::cat(second.node.blocks(), merged_cid, &mut raw).unwrap();
     let merged = archive_node::archive::Index::decode(&raw).unwrap();
     for archive in one.archives.iter().chain(&two.archives) {
         assert!(merged.archives.contains_key(&archive.id), "archive {} kept", archive.id);

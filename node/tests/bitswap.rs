@@ -34,14 +34,14 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 async fn add(node: &Node, data: Vec<u8>, layout: Layout) -> Cid {
-    let store = node.blocks.clone();
+    let store = node.blocks().clone();
     tokio::task::spawn_blocking(move || files::add(&store, &mut &data[..], layout).unwrap().root)
         .await
         .unwrap()
 }
 
 async fn read(node: &Node, root: Cid) -> Vec<u8> {
-    let store = node.blocks.clone();
+    let store = node.blocks().clone();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         files::cat(&store, root, &mut out).unwrap();
@@ -56,7 +56,7 @@ async fn a_node_fetches_a_dag_from_another() {
     let (a, b) = (start().await, start().await);
     let data = bytes(5 * 1024 * 1024 + 777, 1);
     let root = add(&a.node, data.clone(), Layout::default()).await;
-    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let addr = a.node.network().listen_addrs().await.unwrap()[0].clone();
 
     let (tx, rx) = watch::channel(Progress::default());
     let stats = b.node.fetch(root, &[addr], tx).await.unwrap();
@@ -65,8 +65,8 @@ async fn a_node_fetches_a_dag_from_another() {
     assert!(rx.borrow().done);
     assert_eq!(rx.borrow().total_bytes, Some(data.len() as u64));
     assert_eq!(read(&b.node, root).await, data);
-    assert!(b.node.blocks.is_complete(&root).unwrap());
-    assert_eq!(b.node.blocks.pins().unwrap().get(&root), Some(&1));
+    assert!(b.node.blocks().is_complete(&root).unwrap());
+    assert_eq!(b.node.blocks().pins().unwrap().get(&root), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,9 +85,9 @@ async fn blocks_already_stored_are_not_fetched_again() {
     let total = unixfs::import(&mut &data[..], layout, &mut sink).unwrap().blocks;
     assert_eq!(total, 46, "40 leaves, 5 nodes and the root");
     let leaves: Vec<Block> = all.into_iter().filter(|b| b.cid().codec() == 0x55).collect();
-    b.node.blocks.put_many(&leaves[..25]).unwrap();
+    b.node.blocks().put_many(&leaves[..25]).unwrap();
 
-    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let addr = a.node.network().listen_addrs().await.unwrap()[0].clone();
     let (tx, _rx) = watch::channel(Progress::default());
     let stats = b.node.fetch(root, &[addr], tx).await.unwrap();
     assert_eq!(stats.blocks_local, 25);
@@ -98,7 +98,7 @@ async fn blocks_already_stored_are_not_fetched_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_nobody_has_fails_the_fetch() {
     let (a, b) = (start().await, start().await);
-    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let addr = a.node.network().listen_addrs().await.unwrap()[0].clone();
     let absent = archive_node::blocks::cid::raw(b"nobody has this");
     let (tx, _rx) = watch::channel(Progress::default());
     let err = b.node.fetch(absent, &[addr], tx).await.unwrap_err();
@@ -188,14 +188,14 @@ async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_bans_the_liar() {
     let data = bytes(3 * 1024 * 1024 + 5, 3);
     let layout = Layout { chunk_size: 64 * 1024, max_links: 16 };
     let root = add(&honest.node, data.clone(), layout).await;
-    let honest_addr = honest.node.network.listen_addrs().await.unwrap()[0].clone();
+    let honest_addr = honest.node.network().listen_addrs().await.unwrap()[0].clone();
 
-    let mut events = fetcher.node.network.subscribe();
+    let mut events = fetcher.node.network().subscribe();
     let (tx, _rx) = watch::channel(Progress::default());
     let stats = fetcher.node.fetch(root, &[honest_addr, liar_addr.clone()], tx).await.unwrap();
     assert_eq!(read(&fetcher.node, root).await, data, "only correct bytes were stored");
     assert_eq!(stats.bad_peers, vec![liar.to_string()]);
-    assert!(fetcher.node.blocks.is_complete(&root).unwrap());
+    assert!(fetcher.node.blocks().is_complete(&root).unwrap());
 
     // The liar is reported and disconnected.
     let disconnected = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -210,37 +210,37 @@ async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_bans_the_liar() {
     .await;
     assert_eq!(disconnected, Ok(true));
     // And banned: neither side can connect again.
-    assert_eq!(fetcher.node.network.banned(), vec![liar]);
-    assert!(fetcher.node.network.dial(liar_addr).await.is_err(), "a banned peer is not dialled");
+    assert_eq!(fetcher.node.network().banned(), vec![liar]);
+    assert!(fetcher.node.network().dial(liar_addr).await.is_err(), "a banned peer is not dialled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_found_on_the_dht_serves_the_fetch() {
     // provider -- hub -- fetcher: the fetcher only knows the hub, which does not hold the DAG.
     let (provider, hub, fetcher) = (start().await, start().await, start().await);
-    let hub_addr = hub.node.network.listen_addrs().await.unwrap()[0].clone();
-    provider.node.network.dial(hub_addr.clone()).await.unwrap();
-    fetcher.node.network.dial(hub_addr).await.unwrap();
+    let hub_addr = hub.node.network().listen_addrs().await.unwrap()[0].clone();
+    provider.node.network().dial(hub_addr.clone()).await.unwrap();
+    fetcher.node.network().dial(hub_addr).await.unwrap();
 
     let data = bytes(2 * 1024 * 1024 + 1, 4);
     let root = add(&provider.node, data.clone(), Layout::default()).await;
-    provider.node.network.provide(root).await.unwrap();
+    provider.node.network().provide(root).await.unwrap();
 
     let (tx, _rx) = watch::channel(Progress::default());
     let stats = fetcher.node.fetch(root, &[], tx).await.unwrap();
     assert_eq!(stats.blocks_fetched, 4);
     assert_eq!(read(&fetcher.node, root).await, data);
-    let peers = fetcher.node.network.peers().await.unwrap();
-    let provider_id = provider.node.network.local_peer_id().to_string();
+    let peers = fetcher.node.network().peers().await.unwrap();
+    let provider_id = provider.node.network().local_peer_id().to_string();
     assert!(peers.iter().any(|p| p.peer_id == provider_id), "dialled the provider found on the DHT");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialing_a_connected_peer_returns_it() {
     let (a, b) = (start().await, start().await);
-    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
-    let first = b.node.network.dial(addr.clone()).await.unwrap();
-    assert_eq!(b.node.network.dial(addr).await.unwrap(), first);
+    let addr = a.node.network().listen_addrs().await.unwrap()[0].clone();
+    let first = b.node.network().dial(addr.clone()).await.unwrap();
+    assert_eq!(b.node.network().dial(addr).await.unwrap(), first);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +248,7 @@ async fn gc_while_a_fetch_runs_loses_nothing_of_it() {
     let (a, b) = (start().await, start().await);
     let data = bytes(24 * 1024 * 1024 + 3, 9);
     let root = add(&a.node, data.clone(), Layout::default()).await;
-    let addr = a.node.network.listen_addrs().await.unwrap()[0].clone();
+    let addr = a.node.network().listen_addrs().await.unwrap()[0].clone();
     let (tx, mut progress) = watch::channel(Progress::default());
     let fetch = {
         let (node, addr) = (b.node.clone(), addr.clone());
@@ -263,7 +263,7 @@ async fn gc_while_a_fetch_runs_loses_nothing_of_it() {
         {
             break;
         }
-        let store = b.node.blocks.clone();
+        let store = b.node.blocks().clone();
         let report = tokio::task::spawn_blocking(move || store.gc().unwrap()).await.unwrap();
         assert_eq!(report.removed_blocks, 0, "GC removed blocks of a fetch in progress");
         collections += 1;
@@ -271,5 +271,5 @@ async fn gc_while_a_fetch_runs_loses_nothing_of_it() {
     let stats = fetch.await.unwrap().unwrap();
     assert!(collections > 0 && stats.blocks_fetched > 0);
     assert_eq!(read(&b.node, root).await, data);
-    assert!(b.node.blocks.held_roots().is_empty(), "released when the fetch ended");
+    assert!(b.node.blocks().held_roots().is_empty(), "released when the fetch ended");
 }

@@ -48,11 +48,11 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
         .await
         .unwrap();
     let id = community.community_id().unwrap();
-    let invite = control.node.communities.invite(&id).unwrap().encode();
-    let addr = control.node.network.listen_addrs().await.unwrap()[0].clone();
+    let invite = control.node.communities().invite(&id).unwrap().encode();
+    let addr = control.node.network().listen_addrs().await.unwrap()[0].clone();
     for n in [&member, &attacker] {
         n.node.join_community(Invite::decode(&invite).unwrap()).await.unwrap();
-        n.node.network.dial(addr.clone()).await.unwrap();
+        n.node.network().dial(addr.clone()).await.unwrap();
         n.node.wait_description(id, Duration::from_secs(20)).await.expect("the description arrives");
     }
     let mut events = control.node.subscribe();
@@ -68,7 +68,7 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
         Message::new_signed(&author, &id, Topic::from_name("chat"), 1_700_000_001, b"x".to_vec());
     malformed.sig.truncate(64);
     for forged in [&tampered, &malformed] {
-        attacker.node.network.publish(topic.clone(), forged.encode()).await.unwrap();
+        attacker.node.network().publish(topic.clone(), forged.encode()).await.unwrap();
     }
 
     let sent = member
@@ -80,10 +80,10 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
 
     // The forgeries came on another connection, in no fixed order with the valid message: wait
     // until the attacker's score shows they were judged and rejected (no event reports scores).
-    let attacker_id = attacker.node.network.local_peer_id();
+    let attacker_id = attacker.node.network().local_peer_id();
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            if control.node.network.peer_score(attacker_id).await.unwrap().is_some_and(|s| s < -50.0) {
+            if control.node.network().peer_score(attacker_id).await.unwrap().is_some_and(|s| s < -50.0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -91,7 +91,7 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
     })
     .await
     .expect("the attacker is penalised for forwarding forgeries");
-    let page = control.node.messages.query(&id, &Query::default()).unwrap();
+    let page = control.node.messages().query(&id, &Query::default()).unwrap();
     assert_eq!(page.messages, vec![sent], "stored byte-exact, and only the valid message");
 }
 
@@ -99,7 +99,7 @@ async fn a_members_message_reaches_the_control_node_and_forgeries_do_not() {
 async fn publishes_past_the_waiting_bound_are_counted_as_dropped() {
     use archive_node::network::pending::MAX_PER_TOPIC;
     let alone = start().await;
-    let net = &alone.node.network;
+    let net = &alone.node.network();
     let topic = "/archive-node-test/alone".to_string();
     net.subscribe_topic(topic.clone(), true).await.unwrap();
     assert_eq!(alone.node.budgets().publishes_dropped, 0);

@@ -32,10 +32,10 @@ async fn a_late_member_gets_the_whole_history_from_archives() {
         .unwrap();
     let id = record.community_id().unwrap();
     record.archives_enabled = false; // explicit rounds only
-    control.node.communities.put(&record).unwrap();
+    control.node.communities().put(&record).unwrap();
     // The history is stored on the control node without ever being gossiped (as messages
     // imported before the node ran): nothing of it can reach the late member but the archives.
-    let invite = Invite::decode(&control.node.communities.invite(&id).unwrap().encode()).unwrap();
+    let invite = Invite::decode(&control.node.communities().invite(&id).unwrap().encode()).unwrap();
     let author = archive_node::crypto::KeyPair::generate();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let mut history = Vec::new();
@@ -53,18 +53,23 @@ async fn a_late_member_gets_the_whole_history_from_archives() {
             history.push(m.verify(&id).unwrap());
         }
     }
-    control.node.messages.insert(&id, &history).unwrap();
+    control.node.messages().insert(&id, &history).unwrap();
     while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() <= now + 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let round = control.node.seeder.round(id).await.unwrap();
+    let round = control.node.seeder().round(id).await.unwrap();
     assert_eq!(round.archives.len(), 3);
 
     // A member who was not there: everything must come from the archives.
     let member = start(1).await;
     let mut events = member.node.subscribe();
     member.node.join_community(invite).await.unwrap();
-    member.node.network.dial(control.node.network.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    member
+        .node
+        .network()
+        .dial(control.node.network().listen_addrs().await.unwrap()[0].clone())
+        .await
+        .unwrap();
 
     let mut imported = 0;
     tokio::time::timeout(Duration::from_secs(60), async {
@@ -83,11 +88,11 @@ async fn a_late_member_gets_the_whole_history_from_archives() {
     .await
     .expect("the member downloads and imports the history");
 
-    let ours = control.node.messages.query(&id, &Query::default()).unwrap().messages;
-    let theirs = member.node.messages.query(&id, &Query::default()).unwrap().messages;
+    let ours = control.node.messages().query(&id, &Query::default()).unwrap().messages;
+    let theirs = member.node.messages().query(&id, &Query::default()).unwrap().messages;
     assert_eq!(ours.len(), 12);
     assert_eq!(theirs, ours, "byte-exact, no loss, no duplicates");
-    let downloaded = member.node.archive_state.downloaded(&id).unwrap();
+    let downloaded = member.node.archive_state().downloaded(&id).unwrap();
     assert_eq!(downloaded.len(), 3);
     assert!(downloaded.values().all(|imported| *imported));
     let ids: Vec<_> = round.archives.iter().map(|a| a.id.clone()).collect();

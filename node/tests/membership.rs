@@ -44,14 +44,14 @@ async fn start() -> TestNode {
 }
 
 async fn connect(a: &Node, b: &Node) {
-    a.network.dial(b.network.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    a.network().dial(b.network().listen_addrs().await.unwrap()[0].clone()).await.unwrap();
 }
 
 /// A community whose archive rounds the test drives.
 async fn create(control: &Node, access: Access, encrypted: bool) -> CommunityId {
     let mut record = control.create_community("club".into(), encrypted, access).await.unwrap();
     record.archives_enabled = false;
-    control.communities.put(&record).unwrap();
+    control.communities().put(&record).unwrap();
     record.community_id().unwrap()
 }
 
@@ -103,7 +103,7 @@ async fn wait_stored(events: &mut Receiver<Event>, hash: [u8; 32]) {
 async fn wait_negative_score(node: &Node, peer: libp2p::PeerId) {
     tokio::time::timeout(WAIT, async {
         loop {
-            if node.network.peer_score(peer).await.unwrap().is_some_and(|s| s < 0.0) {
+            if node.network().peer_score(peer).await.unwrap().is_some_and(|s| s < 0.0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -119,7 +119,7 @@ fn signed(author: &KeyPair, id: &CommunityId, text: &str) -> Message {
 }
 
 fn stored(node: &Node, id: &CommunityId) -> Vec<Message> {
-    node.messages.query(id, &Query::default()).unwrap().messages
+    node.messages().query(id, &Query::default()).unwrap().messages
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,8 +160,8 @@ async fn on_request_accept_admits_reject_does_not_and_outsiders_are_refused() {
     wait_stored(&mut control_events, sent.hash).await;
     assert!(bob.node.send_message(id, Topic::from_name("chat"), b"let me in".to_vec()).await.is_err());
     let forced = signed(&bob.author(), &id, "I write anyway");
-    bob.node.network.publish(archive_node::gossip::messages_topic(&id), forced.encode()).await.unwrap();
-    wait_negative_score(&control.node, bob.node.network.local_peer_id()).await;
+    bob.node.network().publish(archive_node::gossip::messages_topic(&id), forced.encode()).await.unwrap();
+    wait_negative_score(&control.node, bob.node.network().local_peer_id()).await;
     assert_eq!(stored(&control.node, &id).iter().filter(|m| m.hash == forced.hash).count(), 0);
     assert!(control.node.counters().refusals().iter().any(|(r, n)| r.contains("not a member") && *n > 0));
 }
@@ -190,8 +190,8 @@ async fn a_banned_key_is_refused_everywhere_from_then_on() {
     })
     .await;
     let after = signed(&alice.author(), &id, "after the ban");
-    alice.node.network.publish(archive_node::gossip::messages_topic(&id), after.encode()).await.unwrap();
-    wait_negative_score(&control.node, alice.node.network.local_peer_id()).await;
+    alice.node.network().publish(archive_node::gossip::messages_topic(&id), after.encode()).await.unwrap();
+    wait_negative_score(&control.node, alice.node.network().local_peer_id()).await;
     for n in [&control, &carol] {
         assert!(stored(&n.node, &id).iter().all(|m| m.hash != after.hash), "not stored");
     }
@@ -203,7 +203,7 @@ async fn a_banned_key_is_refused_everywhere_from_then_on() {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let round = control.node.seeder.round(id).await.unwrap();
+    let round = control.node.seeder().round(id).await.unwrap();
     assert_eq!((round.messages, round.refused), (1, 1));
 }
 
@@ -247,7 +247,7 @@ async fn a_kicked_member_cannot_read_what_follows_and_the_others_read_everything
 /// Builds an archive of `messages` and an index of it, stores both on `node` and announces
 /// the index with the community key: what a lying control node could do.
 async fn announce_forged_history(control: &Node, id: CommunityId, messages: &[Message]) {
-    let record = control.communities.get(&id).unwrap().unwrap();
+    let record = control.communities().get(&id).unwrap().unwrap();
     let key = record.control_key().unwrap().unwrap();
     let ts: Vec<u64> = messages.iter().map(|m| m.timestamp).collect();
     let metadata = Metadata {
@@ -260,16 +260,16 @@ async fn announce_forged_history(control: &Node, id: CommunityId, messages: &[Me
         w.push_encoded(&m.encode());
     }
     let layout = archive_node::blocks::unixfs::Layout::default();
-    let archive = archive_node::blocks::files::add(&control.blocks, &mut &w.finish()[..], layout).unwrap();
+    let archive = archive_node::blocks::files::add(control.blocks(), &mut &w.finish()[..], layout).unwrap();
     let mut index = Index::default();
     index.insert(Entry { metadata, cid: archive.root.to_string() });
-    let index = archive_node::blocks::files::add(&control.blocks, &mut &index.encode()[..], layout).unwrap();
+    let index = archive_node::blocks::files::add(control.blocks(), &mut &index.encode()[..], layout).unwrap();
     let clock = u64::MAX / 2;
     let signed = archive_node::announce::sign(
         &key,
         &archive_node::announce::Announcement { clock, cid: index.root.to_string() },
     );
-    control.network.publish(archive_node::gossip::archives_topic(&id), signed.bytes).await.unwrap();
+    control.network().publish(archive_node::gossip::archives_topic(&id), signed.bytes).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

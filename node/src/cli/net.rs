@@ -80,7 +80,7 @@ async fn stop(node: Node, cancel: CancellationToken) -> anyhow::Result<()> {
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let (node, cancel) = start(&data_dir(&a.data_dir), a.listen, a.bootstrap).await?;
-        for addr in node.network.listen_addrs().await? {
+        for addr in node.network().listen_addrs().await? {
             super::out(addr)?;
         }
         eprintln!("serving the block store of {}; Ctrl-C to stop", data_dir(&a.data_dir).root().display());
@@ -114,7 +114,7 @@ pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
         let stats = result?;
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         if let Some(out) = &a.out {
-            let store = node.blocks.clone();
+            let store = node.blocks().clone();
             let (root, out) = (a.cid, out.clone());
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 let mut bytes = Vec::new();

@@ -296,19 +296,23 @@ impl Node {
     }
 
     fn local_archive_entry(&self, id: &CommunityId, archive_id: &str) -> Result<Entry, Error> {
-        let cid = self
-            .archive_state
-            .accepted(id)
-            .map_err(SyncError::from)?
-            .ok_or_else(|| archive_err(archive_id, "no accepted announcement"))?
-            .announcement
-            .cid;
+        let index =
+            self.current_index(id)?.ok_or_else(|| archive_err(archive_id, "no accepted announcement"))?;
+        index.archives.get(archive_id).cloned().ok_or_else(|| archive_err(archive_id, "not in the index"))
+    }
+
+    /// The index the community's accepted announcement names, read from the block store with
+    /// the community's keys (blocking); `None` before any announcement was accepted.
+    pub fn current_index(&self, id: &CommunityId) -> Result<Option<Index>, Error> {
+        let Some(signed) = self.archive_state.accepted(id).map_err(SyncError::from)? else {
+            return Ok(None);
+        };
+        let cid = signed.announcement.cid;
         let root: Cid = cid.parse().map_err(|e| index_err(&cid, e))?;
         let ring = match self.communities.get(id)? {
             Some(r) => self.key_ring(&r)?,
             None => KeyRing::default(),
         };
-        let index = crate::archive::index::read(&self.blocks, root, &ring).map_err(|e| index_err(&cid, e))?;
-        index.archives.get(archive_id).cloned().ok_or_else(|| archive_err(archive_id, "not in the index"))
+        Ok(Some(crate::archive::index::read(&self.blocks, root, &ring).map_err(|e| index_err(&cid, e))?))
     }
 }

@@ -70,7 +70,7 @@ async fn update_record(
     id: crate::community::CommunityId,
     f: impl FnOnce(&mut crate::communities::Record) + Send + 'static,
 ) -> Result<(), ErrorObjectOwned> {
-    let communities = ctx.node.communities.clone();
+    let communities = ctx.node.communities().clone();
     blocking(move || {
         let mut r = communities
             .get(&id)
@@ -88,7 +88,7 @@ async fn update_record(
 fn register_debug(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("debug_publish", |p, ctx, _| async move {
         let (topic, data) = params::publish(&p)?;
-        ctx.node.network.publish(topic, data).await.map_err(failed)?;
+        ctx.node.network().publish(topic, data).await.map_err(failed)?;
         RpcResult::Ok(json!({}))
     })?;
     m.register_async_method("debug_signMessage", |p, ctx, _| async move {
@@ -103,7 +103,7 @@ fn register_debug(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Registe
 fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("archive_createNow", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        let outcome = ctx.node.seeder.round(id).await.map_err(failed)?;
+        let outcome = ctx.node.seeder().round(id).await.map_err(failed)?;
         RpcResult::Ok(json!({
             "from": outcome.from, "to": outcome.to, "archives": outcome.archives.len(),
             "messages": outcome.messages, "indexCid": outcome.index_cid,
@@ -118,7 +118,7 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         let id = params::community(&p)?;
         let r = ctx
             .node
-            .communities
+            .communities()
             .get(&id)
             .map_err(failed)?
             .ok_or_else(|| failed("community is not joined"))?;
@@ -131,7 +131,7 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
     })?;
     m.register_async_method("archive_latestAnnouncement", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        let signed = ctx.node.archive_state.accepted(&id).map_err(failed)?;
+        let signed = ctx.node.archive_state().accepted(&id).map_err(failed)?;
         RpcResult::Ok(signed.map_or(
             Value::Null,
             |s| json!({"clock": s.announcement.clock, "cid": s.announcement.cid, "envelope": b64(&s.bytes)}),
@@ -139,34 +139,23 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
     })?;
     m.register_async_method("archive_downloadedArchiveIds", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        let downloaded = ctx.node.archive_state.downloaded(&id).map_err(failed)?;
+        let downloaded = ctx.node.archive_state().downloaded(&id).map_err(failed)?;
         RpcResult::Ok(json!(downloaded.into_keys().collect::<Vec<_>>()))
     })?;
     m.register_async_method("archive_importProgress", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        let downloaded = ctx.node.archive_state.downloaded(&id).map_err(failed)?;
+        let downloaded = ctx.node.archive_state().downloaded(&id).map_err(failed)?;
         let imported = downloaded.values().filter(|i| **i).count();
         RpcResult::Ok(json!({"downloaded": downloaded.len(), "imported": imported}))
     })?;
     m.register_async_method("archive_hasCommunityArchive", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        RpcResult::Ok(json!(ctx.node.archive_state.announcement(&id).map_err(failed)?.is_some()))
+        RpcResult::Ok(json!(ctx.node.archive_state().announcement(&id).map_err(failed)?.is_some()))
     })?;
     m.register_async_method("archive_index", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        let (node, blocks) = (ctx.node.clone(), ctx.node.blocks.clone());
-        let index = blocking(move || {
-            let Some(a) = node.archive_state.accepted(&id).map_err(failed)?.map(|s| s.announcement) else {
-                return Ok(None);
-            };
-            let root: Cid = a.cid.parse().map_err(failed)?;
-            let ring = match node.communities.get(&id).map_err(failed)? {
-                Some(r) => node.key_ring(&r).map_err(failed)?,
-                None => Default::default(),
-            };
-            crate::archive::index::read(&blocks, root, &ring).map(Some).map_err(failed)
-        })
-        .await?;
+        let node = ctx.node.clone();
+        let index = blocking(move || node.current_index(&id).map_err(failed)).await?;
         RpcResult::Ok(index.map_or(Value::Null, |i| {
             serde_json::to_value(crate::json::IndexView::from(&i)).unwrap_or(Value::Null)
         }))
@@ -199,7 +188,7 @@ fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::R
         RpcResult::Ok(json!({"left": left}))
     })?;
     m.register_async_method("community_list", |_p, ctx, _| async move {
-        let list = ctx.node.communities.list().map_err(failed)?;
+        let list = ctx.node.communities().list().map_err(failed)?;
         RpcResult::Ok(json!(list.iter().map(community_view).collect::<Vec<_>>()))
     })?;
     m.register_async_method("messages_send", |p, ctx, _| async move {
@@ -209,7 +198,7 @@ fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::R
     })?;
     m.register_async_method("messages_query", |p, ctx, _| async move {
         let (id, q) = params::query(&p)?;
-        let store = ctx.node.messages.clone();
+        let store = ctx.node.messages().clone();
         let page = blocking(move || {
             store.query(&id, &q).map_err(|e| match e {
                 crate::message_store::Error::Cursor => invalid("invalid params: cursor"),
@@ -257,19 +246,19 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     let mut m = RpcModule::new(ctx);
 
     m.register_async_method("node_info", |_p, ctx, _| async move {
-        let addrs = ctx.node.network.listen_addrs().await.map_err(failed)?;
+        let addrs = ctx.node.network().listen_addrs().await.map_err(failed)?;
         RpcResult::Ok(json!({
-            "peerId": ctx.node.network.local_peer_id().to_string(),
+            "peerId": ctx.node.network().local_peer_id().to_string(),
             "authorKey": ctx.node.author(),
             "listenAddrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
-            "served": ctx.node.bitswap.served(),
-            "banned": ctx.node.network.banned().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "served": ctx.node.bitswap().served(),
+            "banned": ctx.node.network().banned().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "budgets": ctx.node.budgets(),
-            "bandwidth": bandwidth_json(ctx.node.bitswap.bandwidth()),
+            "bandwidth": bandwidth_json(ctx.node.bitswap().bandwidth()),
         }))
         .map(|mut info| {
-            let nat = nat_json(&ctx.node.network.nat());
+            let nat = nat_json(&ctx.node.network().nat());
             if let (Some(info), serde_json::Value::Object(nat)) = (info.as_object_mut(), nat) {
                 info.extend(nat);
             }
@@ -289,7 +278,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
 
     m.register_async_method("node_setBandwidthLimits", |p, ctx, _| async move {
         let (up, down) = params::bandwidth_limits(&p)?;
-        let b = ctx.node.bitswap.bandwidth();
+        let b = ctx.node.bitswap().bandwidth();
         b.set_limits(up, down);
         tracing::info!(?up, ?down, "bandwidth limits set");
         RpcResult::Ok(bandwidth_json(b))
@@ -297,12 +286,12 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
 
     m.register_async_method("node_connect", |p, ctx, _| async move {
         let addr = params::connect(&p)?;
-        let peer = ctx.node.network.dial(addr).await.map_err(failed)?;
+        let peer = ctx.node.network().dial(addr).await.map_err(failed)?;
         RpcResult::Ok(json!({"peerId": peer.to_string()}))
     })?;
 
     m.register_async_method("node_peers", |_p, ctx, _| async move {
-        let peers = ctx.node.network.peers().await.map_err(failed)?;
+        let peers = ctx.node.network().peers().await.map_err(failed)?;
         RpcResult::Ok(json!(peers
             .into_iter()
             .map(|p| json!({"peerId": p.peer_id, "addrs": p.addrs, "link": p.link, "gossipScore": p.gossip_score}))
@@ -311,14 +300,14 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
 
     m.register_async_method("blocks_add", |p, ctx, _| async move {
         let (data, l) = params::add(&p)?;
-        let store = ctx.node.blocks.clone();
+        let store = ctx.node.blocks().clone();
         let imported = blocking(move || files::add(&store, &mut &data[..], l).map_err(failed)).await?;
         RpcResult::Ok(added(imported))
     })?;
 
     m.register_async_method("blocks_addPath", |p, ctx, _| async move {
         let (path, l) = params::add_path(&p)?;
-        let store = ctx.node.blocks.clone();
+        let store = ctx.node.blocks().clone();
         let imported = blocking(move || {
             let mut f = std::fs::File::open(&path)
                 .map_err(|e| invalid(format!("invalid params: path: cannot open {path}: {e}")))?;
@@ -330,7 +319,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
 
     m.register_async_method("blocks_cat", |p, ctx, _| async move {
         let root = params::root(&p)?;
-        let (store, max) = (ctx.node.blocks.clone(), ctx.max_cat_bytes);
+        let (store, max) = (ctx.node.blocks().clone(), ctx.max_cat_bytes);
         let data = blocking(move || {
             let size = store.stat(&root).map_err(failed)?.size;
             match size {
@@ -359,13 +348,13 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
 
     m.register_async_method("blocks_stat", |p, ctx, _| async move {
         let root = params::root(&p)?;
-        let store = ctx.node.blocks.clone();
+        let store = ctx.node.blocks().clone();
         let stat: store::Stat = blocking(move || store.stat(&root).map_err(failed)).await?;
         serde_json::to_value(stat).map_err(failed)
     })?;
 
     m.register_async_method("blocks_verify", |_p, ctx, _| async move {
-        let store = ctx.node.blocks.clone();
+        let store = ctx.node.blocks().clone();
         let report = blocking(move || crate::blocks::verify::verify(&store).map_err(failed)).await?;
         if report.problem_count > 0 {
             tracing::error!(problems = report.problem_count, "block store verification found problems");
@@ -374,7 +363,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
     })?;
 
     m.register_async_method("blocks_gc", |_p, ctx, _| async move {
-        let store = ctx.node.blocks.clone();
+        let store = ctx.node.blocks().clone();
         let report = blocking(move || store.gc().map_err(failed)).await?;
         serde_json::to_value(report).map_err(failed)
     })?;
