@@ -74,7 +74,11 @@ def rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
             ("Helia fetching from ours", f'{r["helia_from_ours_mb_per_s"]["median"]:.0f} MB/s', "", ""),
             ("Helia from ours / Helia from Helia", f'{r["ratio_helia_from_ours_to_helia_from_helia"]:.2f}x', ">= 1x",
              "met" if r["ratio_helia_from_ours_to_helia_from_helia"] >= 1 else "missed"),
-        ] if "helia_from_ours_mb_per_s" in r else [])
+        ] if "helia_from_ours_mb_per_s" in r else []) + ([
+            (f'baseline build ({r["baseline_bin"]}) -> itself', f'{r["baseline_mb_per_s"]["median"]:.0f} MB/s', "", "same run"),
+            ("ours / baseline", f'{r["ratio_ours_to_baseline"]:.2f}x', ">= 0.97x (no regression, within run noise)",
+             "met" if r["ratio_ours_to_baseline"] >= 0.97 else "missed"),
+        ] if "baseline_mb_per_s" in r else [])
     if name == "gossip":
         a, e = r["all_accepted_ms"], r["each_member_ms"]
         return [

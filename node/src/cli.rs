@@ -137,7 +137,7 @@ impl DataDirArg {
 /// Runs the command line; errors come out as one line on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
     // Before any thread exists: every command's threads allocate from the arenas this caps.
-    crate::malloc::limit_arenas();
+    crate::malloc::tune();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     // Colours only for a person at a terminal; log files and CI output stay plain text.
