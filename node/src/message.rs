@@ -16,8 +16,12 @@ use prost::Message as _;
 use crate::community::CommunityId;
 use crate::crypto::{self, KeyPair, SIGNATURE_LEN};
 
+/// Largest summed `len(payload) + len(sig)` of one archive (status-go's cap). Defined here, not
+/// in `archive`, so that messages depend on nothing that archives them.
+pub const ARCHIVE_CHUNK_CAP_BYTES: usize = 30_000_000;
+
 /// Largest payload a message may carry: what fits in an archive chunk with its signature.
-pub const MAX_PAYLOAD_LEN: usize = crate::archive::partition::CHUNK_CAP_BYTES - SIGNATURE_LEN;
+pub const MAX_PAYLOAD_LEN: usize = ARCHIVE_CHUNK_CAP_BYTES - SIGNATURE_LEN;
 
 /// Largest payload sent by gossip (larger history reaches members in archives).
 pub const MAX_GOSSIP_PAYLOAD: usize = 512 * 1024;

@@ -1,7 +1,7 @@
 //! Pure partitioning: time windows and byte-capped chunks (status-go's rules).
 
 /// Largest summed `len(payload) + len(sig)` of one archive (status-go's cap).
-pub const CHUNK_CAP_BYTES: usize = 30_000_000;
+pub const CHUNK_CAP_BYTES: usize = crate::message::ARCHIVE_CHUNK_CAP_BYTES;
 /// Default window length: 7 days.
 pub const DEFAULT_PARTITION_SECS: u64 = 7 * 24 * 3600;
 
