@@ -674,7 +674,16 @@ impl Node {
             ids.push(self.network.dial(addr.clone()).await?);
         }
         if ids.is_empty() {
-            ids = self.network.peers().await?.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
+            // Bitswap runs on direct connections only: a peer reachable only through a relay
+            // would take each want to its timeout (30 s) before the want moved on.
+            ids = self
+                .network
+                .peers()
+                .await?
+                .iter()
+                .filter(|p| p.link != network::Link::Relayed)
+                .filter_map(|p| p.peer_id.parse().ok())
+                .collect();
             for p in self.network.find_providers(root).await? {
                 match self.network.dial_peer(p).await {
                     Ok(p) => ids.push(p),
