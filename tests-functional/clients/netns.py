@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
@@ -208,8 +209,15 @@ deny 0-65535 0.0.0.0/0 0-65535
         router.igd_log = os.path.join(work, "miniupnpd.log")
         log = open(router.igd_log, "w")
         # -d: stays in the foreground and logs to stderr; it dies with the namespace (close()).
-        subprocess.Popen(["ip", "netns", "exec", router.name, "miniupnpd", "-d", "-f", conf],
-                         stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(["ip", "netns", "exec", router.name, "miniupnpd", "-d", "-f", conf],
+                                stdout=log, stderr=subprocess.STDOUT)
+        # Ready once it listens for SSDP searches (it opens that socket after its HTTP one): a
+        # node started before would search, hear nothing and report no gateway.
+        deadline = time.monotonic() + 30
+        while not router.sh("ss", "-Hlun", "sport = :1900").strip():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"miniupnpd is not listening for SSDP: {open(router.igd_log).read()}")
+            time.sleep(0.05)
 
     def close(self):
         for ns in reversed(self.namespaces):
