@@ -300,6 +300,7 @@ impl Node {
         tokio::spawn(node.clone().wire_events());
         tokio::spawn(node.clone().serve_requests(started.requests));
         tokio::spawn(node.clone().reprovide_loop());
+        tokio::spawn(node.clone().stalled_sync_loop());
         tokio::spawn(node.clone().discovery_loop());
         Ok(node)
     }
@@ -674,22 +675,23 @@ impl Node {
             ids.push(self.network.dial(addr.clone()).await?);
         }
         if ids.is_empty() {
+            for p in self.network.find_providers(root).await? {
+                if let Err(e) = self.network.dial_peer(p).await {
+                    tracing::debug!(peer = %p, error = %e, "provider unreachable");
+                }
+            }
             // Bitswap runs on direct connections only: a peer reachable only through a relay
-            // would take each want to its timeout (30 s) before the want moved on.
+            // (a provider too: dialing it may only have reached its relay) would take each want
+            // to its timeout (30 s) before the want moved on. A sync that finds no direct peer
+            // is retried when one connects or a hole is punched.
             ids = self
                 .network
                 .peers()
                 .await?
                 .iter()
-                .filter(|p| p.link != network::Link::Relayed)
+                .filter(|p| p.link == network::Link::Direct)
                 .filter_map(|p| p.peer_id.parse().ok())
                 .collect();
-            for p in self.network.find_providers(root).await? {
-                match self.network.dial_peer(p).await {
-                    Ok(p) => ids.push(p),
-                    Err(e) => tracing::debug!(peer = %p, error = %e, "provider unreachable"),
-                }
-            }
         }
         ids.sort();
         ids.dedup();

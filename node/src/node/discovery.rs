@@ -80,9 +80,6 @@ impl Node {
             for id in ids {
                 self.discover(id).await;
             }
-            // A sync that found nobody to fetch from tries again with whoever is around now
-            // (a peer connected earlier may have the archives since).
-            self.retry_stalled_syncs();
         }
     }
 }

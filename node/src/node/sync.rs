@@ -21,6 +21,9 @@ use crate::seal::KeyRing;
 /// Attempts to fetch an index before a sync gives up (until the next announcement or restart).
 const INDEX_FETCH_ATTEMPTS: u32 = 3;
 
+/// How often a stalled sync is tried again while no peer connects.
+pub const STALLED_RETRY: Duration = Duration::from_secs(30);
+
 /// Errors of a sync.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -55,7 +58,7 @@ impl Node {
                     stalled.remove(&id);
                 }
                 Err(e) => {
-                    tracing::warn!(community = %id, error = %e, "history sync stopped; retried when a peer connects");
+                    tracing::warn!(community = %id, error = %e, "history sync stopped; retried when a peer connects, and every 30 s");
                     stalled.insert(id);
                 }
             }
@@ -63,6 +66,19 @@ impl Node {
         let mut syncs = self.syncs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = syncs.insert(id, task) {
             old.abort();
+        }
+    }
+
+    /// Retries the stalled syncs every [`STALLED_RETRY`] as well: a peer already connected may
+    /// have fetched what they lacked since (a member syncing from the control node, say).
+    pub(super) async fn stalled_sync_loop(self) {
+        let mut tick = tokio::time::interval(STALLED_RETRY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.retry_stalled_syncs(),
+                _ = self.cancel.cancelled() => return,
+            }
         }
     }
 
