@@ -114,7 +114,7 @@ impl Bitswap {
         bandwidth: bandwidth::Bandwidth,
         cancel: CancellationToken,
     ) -> Result<Self, store::Error> {
-        let outboxes = outbox::Outboxes::new(control.clone(), cancel.clone());
+        let (outboxes, unreachable) = outbox::Outboxes::new(control.clone(), cancel.clone());
         let (events, _) = broadcast::channel(256);
         let bs = Self {
             server: server::Server::new(store.clone(), outboxes.clone(), bandwidth.clone()),
@@ -132,6 +132,7 @@ impl Bitswap {
             refused: Arc::default(),
         };
         tokio::spawn(bs.clone().accept_loop(incoming, cancel));
+        tokio::spawn(bs.registry.clone().forget_unreachable(unreachable));
         Ok(bs)
     }
 

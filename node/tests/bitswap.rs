@@ -105,8 +105,21 @@ async fn a_block_nobody_has_fails_the_fetch() {
     assert!(err.to_string().contains("no peer has block"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_bitswap_leaves_the_fetch_at_once() {
+    // The relay a NATed node is connected to, say: it speaks libp2p but not Bitswap. Its wants
+    // move on as soon as no stream can be opened to it, not after three 30 s timeouts (which
+    // would end the fetch with "no peer has block").
+    let (addr, _) = hostile::start(false).await;
+    let b = start().await;
+    let absent = archive_node::blocks::cid::raw(b"only a bitswap peer could say");
+    let (tx, _rx) = watch::channel(Progress::default());
+    let err = b.node.fetch(absent, &[addr], tx).await.unwrap_err();
+    assert!(err.to_string().contains("no peer to fetch from"), "{err}");
+}
+
 /// A peer that speaks Bitswap but answers every want-block with wrong bytes under the wanted
-/// CID's prefix.
+/// CID's prefix (or, not `lying`, a peer without Bitswap at all).
 mod hostile {
     use archive_node::bitswap::{codec, PROTOCOL_1_2};
     use archive_proto::pb::bitswap as pb;
@@ -122,7 +135,7 @@ mod hostile {
     }
 
     /// Starts the hostile peer; returns its address (with /p2p/).
-    pub async fn start() -> (Multiaddr, PeerId) {
+    pub async fn start(lying: bool) -> (Multiaddr, PeerId) {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
@@ -142,12 +155,13 @@ mod hostile {
             }
         };
         let mut control = swarm.behaviour().stream.new_control();
-        let mut incoming = control.accept(PROTOCOL_1_2).unwrap();
+        let incoming = lying.then(|| control.accept(PROTOCOL_1_2).unwrap());
         tokio::spawn(async move {
             loop {
                 swarm.select_next_some().await;
             }
         });
+        let Some(mut incoming) = incoming else { return (addr, peer) };
         tokio::spawn(async move {
             while let Some((from, mut stream)) = incoming.next().await {
                 let mut control = control.clone();
@@ -184,7 +198,7 @@ mod hostile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_from_an_honest_and_a_lying_peer_completes_and_bans_the_liar() {
     let (honest, fetcher) = (start().await, start().await);
-    let (liar_addr, liar) = hostile::start().await;
+    let (liar_addr, liar) = hostile::start(true).await;
     let data = bytes(3 * 1024 * 1024 + 5, 3);
     let layout = Layout { chunk_size: 64 * 1024, max_links: 16 };
     let root = add(&honest.node, data.clone(), layout).await;

@@ -253,6 +253,15 @@ impl Registry {
         }
     }
 
+    /// Tells the sessions of every peer we could not open a Bitswap stream to that it is gone
+    /// (a peer without Bitswap, say the relay our node is connected to): their wants move on
+    /// at once instead of at their timeout. Ends when the outboxes do.
+    pub async fn forget_unreachable(self, mut unreachable: tokio::sync::mpsc::Receiver<PeerId>) {
+        while let Some(peer) = unreachable.recv().await {
+            self.on_peer_gone(peer).await;
+        }
+    }
+
     /// Tells every session the peer is gone.
     pub async fn on_peer_gone(&self, peer: PeerId) {
         let txs: Vec<_> = self.lock().values().map(|e| e.tx.clone()).collect();

@@ -34,6 +34,9 @@ const OUTBOUND_BUDGET_KIB: usize = 48 * 1024;
 const NOT_READING_COOL_OFF: std::time::Duration = std::time::Duration::from_secs(60);
 /// Peers remembered as not reading, at most (the oldest are forgotten first).
 const MAX_NOT_READING: usize = 4096;
+/// Notices of peers we could not open a Bitswap stream to, queued for the sessions. When full,
+/// a notice is dropped and the sessions' wants to that peer end at their timeout instead.
+const UNREACHABLE_QUEUE: usize = 64;
 /// A write that makes no progress for this long: the peer does not read; its writer is dropped.
 pub(super) const WRITE_TIMEOUT: std::time::Duration = super::STREAM_STALL_TIMEOUT;
 
@@ -53,19 +56,26 @@ pub(super) struct Outboxes {
     dropped: Arc<AtomicU64>,
     /// Peers dropped for not reading, and since when: no answers for them during the cool-off.
     not_reading: Arc<Mutex<HashMap<PeerId, std::time::Instant>>>,
+    /// Peers a stream could not be opened to (no Bitswap there, or no connection left).
+    unreachable: mpsc::Sender<PeerId>,
     cancel: CancellationToken,
 }
 
 impl Outboxes {
-    pub fn new(control: libp2p_stream::Control, cancel: CancellationToken) -> Self {
-        Self {
+    /// The writers, and the peers they find they cannot reach: a session waiting on one of
+    /// them would wait for its want timeout.
+    pub fn new(control: libp2p_stream::Control, cancel: CancellationToken) -> (Self, mpsc::Receiver<PeerId>) {
+        let (unreachable, rx) = mpsc::channel(UNREACHABLE_QUEUE);
+        let outboxes = Self {
             control,
             map: Arc::default(),
             budget: Arc::new(Semaphore::new(OUTBOUND_BUDGET_KIB)),
             dropped: Arc::default(),
             not_reading: Arc::default(),
+            unreachable,
             cancel,
-        }
+        };
+        (outboxes, rx)
     }
 
     fn sender(&self, peer: PeerId) -> mpsc::Sender<Queued> {
@@ -177,6 +187,7 @@ async fn writer(outboxes: Outboxes, peer: PeerId, mut rx: mpsc::Receiver<Queued>
                         }
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "cannot open bitswap stream; message dropped");
+                            let _ = outboxes.unreachable.try_send(peer);
                             None
                         }
                     },
