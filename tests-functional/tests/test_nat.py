@@ -4,82 +4,14 @@ to connect directly, and move history over direct connections. The topology is b
 test (clients/netns.py) inside the suite's private network namespace."""
 
 import shutil
-import time
 
 import pytest
 
-from clients.netns import PUBLIC_IP, Topology, why_not
-from steps.communities import all_messages, create, send
+from clients.netns import why_not
+from steps.communities import create
+from steps.nat import PUBLIC_LISTEN, history, home_node, link_to, public_node, relayed, synced, topology, wait  # noqa: F401 (topology: a fixture)
 
 pytestmark = pytest.mark.skipif(why_not() is not None, reason=why_not() or "")
-
-PUBLIC_LISTEN = "/ip4/0.0.0.0/tcp/4001"
-# One-second archive windows, so a test makes a few archives quickly.
-ARCHIVES = "[archive]\npartition_secs = 1\n"
-
-
-@pytest.fixture
-def topology():
-    t = Topology()
-    yield t
-    t.close()
-
-
-def wait(what: str, probe, timeout: float = 120):
-    """probe()'s first truthy value, polled until `timeout` (it reads state; it waits for no time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.2)
-
-
-def public_node(daemons, topology):
-    # A bootstrap node is told its public address: AutoNAT asks only peers we dialed, and
-    # nobody here is dialed by it.
-    external = f'[network]\nexternal = ["/ip4/{PUBLIC_IP}/tcp/4001"]\n'
-    pub = daemons(netns=topology.public(), listen=PUBLIC_LISTEN, extra_config=external)
-    return pub, f"/ip4/{PUBLIC_IP}/tcp/4001/p2p/{pub.rpc.call('node_info')['peerId']}"
-
-
-def home_node(daemons, topology, name: str, bootstrap: str, symmetric=False, extra_config=ARCHIVES):
-    ns = topology.home(name, symmetric=symmetric)
-    return daemons(netns=ns, listen=PUBLIC_LISTEN, bootstrap=bootstrap, extra_config=extra_config)
-
-
-def relayed(node) -> list[str]:
-    """The node's `/p2p-circuit` addresses once it holds a reservation."""
-    return node.rpc.call("node_info")["relayedAddrs"]
-
-
-def link_to(node, peer_id: str) -> str | None:
-    for p in node.rpc.call("node_peers"):
-        if p["peerId"] == peer_id:
-            return p["link"]
-    return None
-
-
-def synced(member, control_messages: list[dict], cid: str) -> bool:
-    progress = member.rpc.call("archive_importProgress", {"communityId": cid})
-    return progress["imported"] > 0 and progress["imported"] == progress["downloaded"] and all_messages(member, cid) == control_messages
-
-
-def history(control, cid: str, messages: int, size: int) -> list[dict]:
-    """`messages` messages of about `size` bytes over a few seconds, archived."""
-    import os
-
-    big = os.urandom(size)
-    last = 0
-    for i in range(messages):
-        last = send(control, cid, bytes([i]) + big)["timestamp"]
-    while time.time() < last + 1:
-        time.sleep(0.05)
-    made = control.rpc.call("archive_createNow", {"communityId": cid})
-    assert made["archives"] >= 1, made
-    return all_messages(control, cid)
 
 
 def test_members_behind_nats_find_each_other_and_sync_over_a_punched_direct_connection(daemons, topology):
