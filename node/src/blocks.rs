@@ -4,6 +4,7 @@ pub mod block;
 pub mod car;
 pub mod cid;
 pub mod dag_pb;
+pub mod directory;
 pub mod files;
 pub mod store;
 pub mod unixfs;

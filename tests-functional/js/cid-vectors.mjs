@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url'
 import { car } from '@helia/car'
 import { unixfs } from '@helia/unixfs'
 import { CarReader } from '@ipld/car'
+import * as dagPb from '@ipld/dag-pb'
 import { MemoryBlockstore } from 'blockstore-core'
 import { createHeliaLight } from 'helia'
 import { importFile } from 'ipfs-unixfs-importer'
@@ -61,6 +62,47 @@ const VECTORS = [
   { name: 'c256_l4_2levels', seed: 8, size: 256 * 3 + 1, chunk_size: 256, max_links: 4 },
   { name: 'c1000_l3', seed: 9, size: 10000, chunk_size: 1000, max_links: 3 }
 ]
+
+// A community history's root as Helia builds it: addDirectory(), then cp(file, dir, name) for
+// every entry (an `index` and archives named by id), each file added with the profile. The
+// directory's links (name, CID, Tsize) and CID are recorded.
+const DIRECTORIES = [
+  {
+    name: 'history',
+    entries: [
+      { name: 'index', vector: 'one_byte' },
+      { name: createHash('sha256').update('archive a').digest('hex'), vector: '1mib_plus_1' },
+      { name: createHash('sha256').update('archive b').digest('hex'), vector: '5mib_plus_12345' },
+      { name: createHash('sha256').update('archive c').digest('hex'), vector: '1mib' }
+    ]
+  },
+  { name: 'empty_history', entries: [] }
+]
+
+async function computeDirectory (d) {
+  const store = new MemoryBlockstore()
+  const helia = createHeliaLight({ blockstore: store })
+  await helia.start()
+  const fs = unixfs(helia)
+  let dir = await fs.addDirectory()
+  for (const e of d.entries) {
+    const v = VECTORS.find((x) => x.name === e.vector)
+    const file = await fs.addBytes(xorshift32Bytes(v.seed, v.size), { profile: PROFILE })
+    dir = await fs.cp(file, dir, e.name)
+  }
+  // blockstore-core 7 hands a block out as a generator of chunks.
+  const chunks = []
+  for await (const chunk of store.get(dir)) chunks.push(chunk)
+  const node = dagPb.decode(Buffer.concat(chunks))
+  await helia.stop()
+  return {
+    name: d.name,
+    entries: d.entries.map((e) => e.vector),
+    links: node.Links.map((l) => ({ name: l.Name, cid: l.Hash.toString(), tsize: l.Tsize })),
+    links_vectors: node.Links.map((l) => d.entries.find((e) => e.name === l.Name).vector),
+    cid: dir.toString()
+  }
+}
 
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex')
 const hex = (bytes) => Buffer.from(bytes).toString('hex')
@@ -174,11 +216,18 @@ async function main () {
     process.stderr.write(`${r.record.name}: ${r.record.cid} (${r.record.blocks} blocks)\n`)
   }
 
+  const directories = []
+  for (const d of DIRECTORIES) {
+    const r = await computeDirectory(d)
+    directories.push(r)
+    process.stderr.write(`directory ${r.name}: ${r.cid} (${r.links.length} links)\n`)
+  }
+
   const out = {
     generator: {
       script: 'tests-functional/js/cid-vectors.mjs',
       packages: Object.fromEntries(await Promise.all(
-        ['helia', '@helia/unixfs', '@helia/car', 'ipfs-unixfs-importer', '@ipld/car']
+        ['helia', '@helia/unixfs', '@helia/car', 'ipfs-unixfs-importer', '@ipld/car', '@ipld/dag-pb']
           .map(async (n) => [n, await pkgVersion(n)])
       ))
     },
@@ -198,7 +247,8 @@ async function main () {
       cid_encoding: 'base32 (multibase b)'
     },
     vectors,
-    car: carInfo
+    car: carInfo,
+    directories
   }
   await writeFile(outPath, JSON.stringify(out, null, 2) + '\n')
   process.stderr.write(`wrote ${outPath}\nwrote ${carPath}\n`)

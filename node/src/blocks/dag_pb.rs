@@ -58,19 +58,30 @@ pub fn encode_file_node(links: &[Link], blocksizes: &[u64]) -> Vec<u8> {
         encode_varint(*b, &mut data);
     }
 
-    let mut out = Vec::with_capacity(links.len() * 48 + data.len() + 8);
+    // Name "" is present (Helia and kubo write it).
+    encode_node(links.iter().map(|l| (&l.cid, "", l.tsize)), links.len(), &data)
+}
+
+/// Encodes a dag-pb node canonically: each link `Hash, Name, Tsize` in the order given, then
+/// `Data`. (`count`: the number of links, for the allocation.)
+pub(crate) fn encode_node<'a>(
+    links: impl Iterator<Item = (&'a Cid, &'a str, u64)>,
+    count: usize,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * 48 + data.len() + 8);
     let mut link_buf = Vec::with_capacity(64);
-    for l in links {
+    for (cid, name, tsize) in links {
         link_buf.clear();
-        let hash = l.cid.to_bytes();
+        let hash = cid.to_bytes();
         encode_key(1, WireType::LengthDelimited, &mut link_buf);
         encode_varint(hash.len() as u64, &mut link_buf);
         link_buf.extend_from_slice(&hash);
-        // Name "" is present (Helia and kubo write it).
         encode_key(2, WireType::LengthDelimited, &mut link_buf);
-        encode_varint(0, &mut link_buf);
+        encode_varint(name.len() as u64, &mut link_buf);
+        link_buf.extend_from_slice(name.as_bytes());
         encode_key(3, WireType::Varint, &mut link_buf);
-        encode_varint(l.tsize, &mut link_buf);
+        encode_varint(tsize, &mut link_buf);
 
         encode_key(2, WireType::LengthDelimited, &mut out);
         encode_varint(link_buf.len() as u64, &mut out);
@@ -78,7 +89,7 @@ pub fn encode_file_node(links: &[Link], blocksizes: &[u64]) -> Vec<u8> {
     }
     encode_key(1, WireType::LengthDelimited, &mut out);
     encode_varint(data.len() as u64, &mut out);
-    out.extend_from_slice(&data);
+    out.extend_from_slice(data);
     out
 }
 

@@ -417,6 +417,43 @@ mod tests {
         }
     }
 
+    /// A community history's root: Helia's addDirectory() plus one cp() per file.
+    #[test]
+    fn directories_equal_what_helia_builds() {
+        use crate::blocks::directory;
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/unixfs_vectors.json"))
+                .expect("vectors file");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let vectors = v["vectors"].as_array().unwrap();
+        let dirs = v["directories"].as_array().unwrap();
+        assert!(dirs.iter().any(|d| d["links"].as_array().unwrap().len() >= 4));
+        for d in dirs {
+            let mut entries = Vec::new();
+            let links = d["links"].as_array().unwrap();
+            for (link, of) in links.iter().zip(d["links_vectors"].as_array().unwrap()) {
+                let vec = vectors.iter().find(|x| x["name"] == *of).unwrap();
+                let bytes =
+                    xorshift(vec["seed"].as_u64().unwrap() as u32, vec["size"].as_u64().unwrap() as usize);
+                let (imp, blocks) = import_mem(&bytes, Layout::default());
+                assert_eq!(imp.root.to_string(), link["cid"].as_str().unwrap());
+                let root = Block::computed(imp.root, blocks[&imp.root].clone());
+                let tsize = directory::cumulative_size(&root).unwrap();
+                assert_eq!(tsize, link["tsize"].as_u64().unwrap(), "Tsize of {of}");
+                entries.push(directory::Entry {
+                    name: link["name"].as_str().unwrap().into(),
+                    cid: imp.root,
+                    tsize,
+                });
+            }
+            // Given in reverse, built sorted.
+            entries.reverse();
+            let dir = directory::build(entries).unwrap();
+            assert_eq!(dir.cid().to_string(), d["cid"].as_str().unwrap(), "directory {}", d["name"]);
+            assert_eq!(directory::read(dir.data()).unwrap().len(), links.len());
+        }
+    }
+
     #[test]
     fn corrupted_and_truncated_dags_are_detected() {
         let bytes = xorshift(1, 5000);
