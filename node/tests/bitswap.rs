@@ -70,6 +70,38 @@ async fn a_node_fetches_a_dag_from_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_a_directory_fetches_every_entry() {
+    // A community history's shape: a directory of an index and archives (`ipfs get ROOT`).
+    use archive_node::blocks::directory::{self, Entry};
+    let (a, b) = (start().await, start().await);
+    let layout = Layout { chunk_size: 64 * 1024, max_links: 4 };
+    let (index, archive) = (bytes(100, 2), bytes(700 * 1024 + 3, 3));
+    let mut entries = Vec::new();
+    for (name, data) in [("index", &index), ("0a1b", &archive)] {
+        let cid = add(&a.node, data.clone(), layout).await;
+        let root = Block::verify(cid, a.node.blocks().get(&cid).unwrap().unwrap()).unwrap();
+        entries.push(Entry { name: name.into(), cid, tsize: directory::cumulative_size(&root).unwrap() });
+    }
+    let dir = directory::build(entries.clone()).unwrap();
+    a.node.blocks().put(&dir).unwrap();
+    let addr = a.node.network().listen_addrs().await.unwrap()[0].clone();
+
+    let (tx, _rx) = watch::channel(Progress::default());
+    let stats = b.node.fetch(*dir.cid(), &[addr], tx).await.unwrap();
+    assert!(stats.bytes_fetched as usize > index.len() + archive.len());
+    assert_eq!(read(&b.node, entries[0].cid).await, index);
+    assert_eq!(read(&b.node, entries[1].cid).await, archive);
+    assert!(b.node.blocks().is_complete(dir.cid()).unwrap());
+    // The directory's pin keeps its entries through a GC.
+    b.node.blocks().gc().unwrap();
+    assert!(b.node.blocks().missing(dir.cid()).unwrap().is_empty());
+    assert_eq!(
+        b.node.blocks().stat(dir.cid()).unwrap().blocks,
+        a.node.blocks().stat(dir.cid()).unwrap().blocks
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_already_stored_are_not_fetched_again() {
     let (a, b) = (start().await, start().await);
     let layout = Layout { chunk_size: 64 * 1024, max_links: 8 };

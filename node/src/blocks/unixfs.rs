@@ -42,6 +42,8 @@ pub enum Error {
     HashMismatch(Cid),
     #[error("block {cid}: {source}")]
     Node { cid: String, source: dag_pb::Error },
+    #[error("directory {cid}: {reason}")]
+    Directory { cid: String, reason: String },
     #[error("unsupported CID {0}: only raw and dag-pb blocks with sha2-256")]
     Unsupported(Cid),
     #[error("block {cid} is {size} bytes, over the {MAX_BLOCK_SIZE}-byte limit")]
@@ -254,10 +256,16 @@ pub fn verify_block(cid: &Cid, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Children of a block that must also be present for its DAG to be whole (empty for raw).
+/// Children of a block that must also be present for its DAG to be whole (empty for raw): a
+/// file node's links, or a flat directory's entries.
 pub fn children(cid: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, Error> {
     if cid.codec() != cid::DAG_PB {
         return Ok(Vec::new());
+    }
+    if super::directory::is_directory(bytes) {
+        let entries = super::directory::read(bytes)
+            .map_err(|e| Error::Directory { cid: cid.to_string(), reason: e.to_string() })?;
+        return Ok(entries.into_iter().map(|e| e.cid).collect());
     }
     let node =
         dag_pb::decode_file_node(bytes).map_err(|source| Error::Node { cid: cid.to_string(), source })?;
