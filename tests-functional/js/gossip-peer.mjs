@@ -21,6 +21,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { keccak_256 } from '@noble/hashes/sha3.js'
 import { createLibp2p } from 'libp2p'
+import { stopOnExit } from './lifecycle.mjs'
 
 function parse (argv) {
   const o = { publish: 0, intervalMs: 50 }
@@ -104,14 +105,7 @@ async function main () {
   await libp2p.dial(multiaddr(o.connect))
   out({ listening: `${libp2p.getMultiaddrs()[0].toString()}`, peerId, author })
 
-  const stop = async () => {
-    await libp2p.stop()
-    process.exit(0)
-  }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-  process.stdin.on('end', stop)
-  process.stdin.resume()
+  stopOnExit(libp2p)
 
   // Once the remote's subscription arrived, messages flow both ways.
   while (pubsub.getSubscribers(topics[0]).length === 0) await new Promise((resolve) => setTimeout(resolve, 20))

@@ -21,6 +21,7 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
+import { stopOnExit } from './lifecycle.mjs'
 
 function parse (argv) {
   const o = {}
@@ -88,14 +89,7 @@ async function main () {
     }
   })
   libp2p.addEventListener('peer:disconnect', (e) => out({ event: 'disconnected', peerId: e.detail.toString() }))
-  const stop = async () => {
-    await libp2p.stop()
-    process.exit(0)
-  }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-  process.stdin.on('end', stop)
-  process.stdin.resume()
+  stopOnExit(libp2p)
 
   if (o.reserve) {
     while (!libp2p.getMultiaddrs().some((a) => a.toString().includes('/p2p-circuit'))) {
