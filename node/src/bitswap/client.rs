@@ -20,7 +20,7 @@ use super::message::{Message, Want, WantType};
 use super::outbox::Outboxes;
 use crate::blocks::cid::{self, Cid};
 use crate::blocks::store::{BlockStore, Writer, Written};
-use crate::blocks::{dag_pb, directory, Block};
+use crate::blocks::{dag_pb, unixfs, Block};
 
 /// Blocks asked of one peer at a time.
 const WINDOW_PER_PEER: usize = 24;
@@ -522,21 +522,18 @@ impl Session {
                 self.progress.blocks += 1;
                 self.progress.bytes += block.data().len() as u64;
                 if c.codec() == cid::DAG_PB {
-                    let bad = |reason: String| Error::BadBlock { cid: c.to_string(), reason };
-                    let links: Vec<Cid> = if directory::is_directory(block.data()) {
-                        // A directory (a community's history): every entry's DAG.
-                        let entries = directory::read(block.data()).map_err(|e| bad(e.to_string()))?;
-                        entries.into_iter().map(|e| e.cid).collect()
-                    } else {
-                        let node = dag_pb::decode_file_node(block.data()).map_err(|e| bad(e.to_string()))?;
-                        if self.progress.total_bytes.is_none() && self.known.len() == 1 {
+                    // A file node's links, or a directory's entries (a community's history).
+                    let links = unixfs::children(&c, block.data())
+                        .map_err(|e| Error::BadBlock { cid: c.to_string(), reason: e.to_string() })?;
+                    if self.progress.total_bytes.is_none() && self.known.len() == 1 {
+                        // The root of a file says its size (a directory does not).
+                        if let Ok(node) = dag_pb::decode_file_node(block.data()) {
                             self.progress.total_bytes = Some(
                                 node.filesize
                                     .unwrap_or(node.data.len() as u64 + node.blocksizes.iter().sum::<u64>()),
                             );
                         }
-                        node.links.into_iter().map(|l| l.cid).collect()
-                    };
+                    }
                     // Children already stored (an earlier, interrupted fetch) are walked, not fetched.
                     let (missing, local) = blocking(store.clone(), move |st| {
                         let (mut missing, mut local) = (Vec::new(), 0u64);

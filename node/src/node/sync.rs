@@ -22,7 +22,7 @@ use crate::seal::KeyRing;
 const INDEX_FETCH_ATTEMPTS: u32 = 3;
 
 /// How often a stalled sync is tried again while no peer connects.
-pub const STALLED_RETRY: Duration = Duration::from_secs(30);
+const STALLED_RETRY: Duration = Duration::from_secs(30);
 
 /// Errors of a sync.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ impl Node {
                     stalled.remove(&id);
                 }
                 Err(e) => {
-                    tracing::warn!(community = %id, error = %e, "history sync stopped; retried when a peer connects, and every 30 s");
+                    tracing::warn!(community = %id, error = %e, retry_secs = STALLED_RETRY.as_secs(), "history sync stopped; retried when a peer connects, and periodically");
                     stalled.insert(id);
                 }
             }
