@@ -4,6 +4,7 @@
 
 pub mod builder;
 pub mod format;
+pub mod history;
 pub mod importer;
 pub mod index;
 pub mod partition;

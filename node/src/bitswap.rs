@@ -25,7 +25,7 @@ use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use client::{FetchStats, Progress};
+pub use client::{FetchStats, Progress, Scope};
 use message::Presence;
 
 use crate::blocks::cid::Cid;
@@ -172,10 +172,12 @@ impl Bitswap {
         tokio::spawn(async move { registry.on_peer_gone(peer).await });
     }
 
-    /// Fetches the DAG under `root` from `peers`, reporting progress; pins it when complete.
+    /// Fetches the DAG under `root` (or its root block alone: `scope`) from `peers`, reporting
+    /// progress; pins a whole DAG when complete.
     pub async fn fetch(
         &self,
         root: Cid,
+        scope: Scope,
         peers: Vec<PeerId>,
         progress: watch::Sender<Progress>,
     ) -> Result<FetchStats, client::Error> {
@@ -185,6 +187,7 @@ impl Bitswap {
             self.store.clone(),
             self.writer.clone(),
             root,
+            scope,
             peers,
             progress,
         )

@@ -153,11 +153,11 @@ async fn forward_node_signals(node: Node, signals: Signals, cancel: Cancellation
                 ),
                 Ok(node::Event::AnnouncementAccepted { community, clock, cid }) => signals.emit(
                     names::ANNOUNCEMENT_ACCEPTED,
-                    json!({"communityId": community.to_string(), "clock": clock, "indexCid": cid}),
+                    json!({"communityId": community.to_string(), "clock": clock, "cid": cid}),
                 ),
-                Ok(node::Event::IndexDownloaded { community, cid }) => signals.emit(
+                Ok(node::Event::IndexDownloaded { community, cid, root }) => signals.emit(
                     names::INDEX_DOWNLOADED,
-                    json!({"communityId": community.to_string(), "indexCid": cid}),
+                    json!({"communityId": community.to_string(), "indexCid": cid, "rootCid": root}),
                 ),
                 Ok(node::Event::DownloadingStarted { community, archives }) => signals.emit(
                     names::DOWNLOADING_STARTED,
@@ -222,17 +222,17 @@ async fn forward_node_signals(node: Node, signals: Signals, cancel: Cancellation
                 Ok(Seeder::Creating { community }) => {
                     signals.emit(names::CREATING_ARCHIVES, json!({"communityId": community.to_string()}))
                 }
-                Ok(Seeder::Created { community, from, to, archives, index_cid }) => signals.emit(
+                Ok(Seeder::Created { community, from, to, archives, index_cid, root_cid }) => signals.emit(
                     names::ARCHIVES_CREATED,
-                    json!({"communityId": community.to_string(), "from": from, "to": to, "archives": archives, "indexCid": index_cid}),
+                    json!({"communityId": community.to_string(), "from": from, "to": to, "archives": archives, "indexCid": index_cid, "rootCid": root_cid}),
                 ),
                 Ok(Seeder::NoneCreated { community, from, to }) => signals.emit(
                     names::NO_ARCHIVES_CREATED,
                     json!({"communityId": community.to_string(), "from": from, "to": to}),
                 ),
-                Ok(Seeder::Seeding { community, index_cid }) => signals.emit(
+                Ok(Seeder::Seeding { community, index_cid, root_cid }) => signals.emit(
                     names::ARCHIVES_SEEDING,
-                    json!({"communityId": community.to_string(), "indexCid": index_cid}),
+                    json!({"communityId": community.to_string(), "indexCid": index_cid, "rootCid": root_cid}),
                 ),
                 Ok(Seeder::Failed { community, error }) => signals.emit(
                     names::ARCHIVES_FAILED,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::bitswap::{self, Bitswap, FetchStats, Progress};
+use crate::bitswap::{self, Bitswap, FetchStats, Progress, Scope};
 use crate::blocks::cid::Cid;
 use crate::blocks::store::{self, BlockStore};
 use crate::communities::{self, Communities, Invite, Record};
@@ -55,7 +55,8 @@ pub enum Event {
     /// An announcement failed verification (forged or malformed).
     AnnouncementRejected { community: CommunityId, source: PeerId, reason: String },
     /// A member fetched the index an announcement names.
-    IndexDownloaded { community: CommunityId, cid: String },
+    /// The index (`cid`) and the history root that holds it, when the announcement named one.
+    IndexDownloaded { community: CommunityId, cid: String, root: Option<String> },
     /// A member starts fetching the archives it lacks.
     DownloadingStarted { community: CommunityId, archives: usize },
     /// One archive is stored locally (not yet imported); `bytes` came from peers.
@@ -670,6 +671,18 @@ impl Node {
         peers: &[Multiaddr],
         progress: watch::Sender<Progress>,
     ) -> Result<FetchStats, Error> {
+        self.fetch_scoped(root, Scope::Dag, peers, progress).await
+    }
+
+    /// [`Node::fetch`] of the whole DAG or of its root block alone (`scope`); a root block alone
+    /// is not provided (this node does not hold what is under it yet).
+    pub async fn fetch_scoped(
+        &self,
+        root: Cid,
+        scope: Scope,
+        peers: &[Multiaddr],
+        progress: watch::Sender<Progress>,
+    ) -> Result<FetchStats, Error> {
         let mut ids: Vec<PeerId> = Vec::new();
         for addr in peers {
             ids.push(self.network.dial(addr.clone()).await?);
@@ -695,9 +708,11 @@ impl Node {
         }
         ids.sort();
         ids.dedup();
-        let stats = self.bitswap.fetch(root, ids, progress).await?;
-        if let Err(e) = self.network.provide(root).await {
-            tracing::debug!(%root, error = %e, "provide failed");
+        let stats = self.bitswap.fetch(root, scope, ids, progress).await?;
+        if scope == Scope::Dag {
+            if let Err(e) = self.network.provide(root).await {
+                tracing::debug!(%root, error = %e, "provide failed");
+            }
         }
         Ok(stats)
     }

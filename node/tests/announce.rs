@@ -94,7 +94,7 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
     past(m.timestamp).await;
     let first = control.node.seeder().round(id).await.unwrap();
     let (clock1, cid1) = next_accepted(&mut member_events).await;
-    assert_eq!(Some(cid1.clone()), first.index_cid);
+    assert_eq!(Some(cid1.clone()), first.root_cid, "a round announces its history root");
 
     // A forged announcement (another key) from the attacker: rejected by the relay.
     let forged = announce::sign(
@@ -114,7 +114,7 @@ async fn rounds_are_announced_forgeries_rejected_and_replays_ignored() {
     let second = control.node.seeder().round(id).await.unwrap();
     let (clock2, cid2) = next_accepted(&mut member_events).await;
     assert!(clock2 > clock1);
-    assert_eq!(Some(cid2), second.index_cid);
+    assert_eq!(Some(cid2), second.root_cid);
 
     let member_seen = drain(&mut member_events);
     assert_eq!(rejected(&member_seen), 0, "the forgery was not forwarded to the member");
@@ -148,7 +148,7 @@ async fn an_index_committed_by_a_round_cut_before_announcing_is_announced_by_the
     let id = create_driven(&control.node, "cut").await.community_id().unwrap();
     let m = control.node.send_message(id, Topic::from_name("chat"), b"one".to_vec()).await.unwrap();
     past(m.timestamp).await;
-    let announced = control.node.seeder().round(id).await.unwrap().index_cid.unwrap();
+    let announced = control.node.seeder().round(id).await.unwrap().root_cid.unwrap();
     // A round that committed its archives and index, then died before announcing them (kill -9).
     let m = control.node.send_message(id, Topic::from_name("chat"), b"two".to_vec()).await.unwrap();
     past(m.timestamp).await;
@@ -175,7 +175,7 @@ async fn an_index_committed_by_a_round_cut_before_announcing_is_announced_by_the
     let next = seeder.round(id).await.unwrap();
     assert!(next.archives.is_empty());
     assert_eq!(next.index_cid.as_deref(), Some(committed.as_str()));
-    assert_eq!(accepted(&control.node).announcement.cid, committed);
+    assert_eq!(Some(accepted(&control.node).announcement.cid), next.root_cid);
     // Once announced, a quiet round announces nothing again.
     let clock = accepted(&control.node).announcement.clock;
     assert!(seeder.round(id).await.unwrap().index_cid.is_none());
@@ -198,7 +198,7 @@ async fn a_late_joiner_gets_the_latest_announcement_by_request() {
         .unwrap();
     connect(&late.node, &control.node).await;
     let (_, cid) = next_accepted(&mut events).await;
-    assert_eq!(Some(cid), round.index_cid);
+    assert_eq!(Some(cid), round.root_cid);
 
     // The protocol itself: the peer answers with exactly its stored envelopes, or nothing.
     let control_peer = control.node.network().local_peer_id();
@@ -243,9 +243,26 @@ async fn a_second_device_merges_the_other_devices_index_before_announcing() {
     let two = second.node.seeder().round(id).await.unwrap();
     let (clock2, cid2) = next_accepted(&mut first_events).await;
     assert!(clock2 > clock1, "the second device's clock passed the one it observed");
-    assert_eq!(Some(cid2.clone()), two.index_cid);
+    assert_eq!(Some(cid2.clone()), two.root_cid);
 
-    let merged_cid: archive_node::blocks::cid::Cid = cid2.parse().unwrap();
+    // The announced root names the merged index and every archive of both devices, those
+    // the second device does not hold with their sizes from the first device's root.
+    let root: archive_node::blocks::cid::Cid = cid2.parse().unwrap();
+    let root_block = second.node.blocks().get(&root).unwrap().unwrap();
+    let entries = archive_node::blocks::directory::read(&root_block).unwrap();
+    let first_root: archive_node::blocks::cid::Cid = one.root_cid.unwrap().parse().unwrap();
+    let first_entries =
+        archive_node::blocks::directory::read(&first.node.blocks().get(&first_root).unwrap().unwrap())
+            .unwrap();
+    for archive in one.archives.iter().chain(&two.archives) {
+        let e = entries.iter().find(|e| e.name == archive.id).expect("every archive is in the root");
+        assert_eq!(e.cid.to_string(), archive.cid);
+    }
+    for e in first_entries.iter().filter(|e| e.name != "index") {
+        assert!(entries.contains(e), "{} keeps its size", e.name);
+    }
+    let merged_cid = archive_node::archive::history::resolve(root, &root_block).unwrap().index();
+    assert_eq!(Some(merged_cid.to_string()), two.index_cid);
     let mut raw = Vec::new();
     archive_node::blocks::files::cat(second.node.blocks(), merged_cid, &mut raw).unwrap();
     let merged = archive_node::archive::Index::decode(&raw).unwrap();

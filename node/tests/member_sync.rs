@@ -22,8 +22,10 @@ async fn start(partition_secs: u64) -> TestNode {
     TestNode { node, _dir: dir }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_member_gets_the_whole_history_from_archives() {
+/// A control node holding three archives (one-second windows, four messages each) that were
+/// never gossiped: the round's outcome, and an invite.
+async fn control_with_history(
+) -> (TestNode, archive_node::community::CommunityId, Invite, archive_node::archive::Outcome) {
     let control = start(1).await;
     let mut record = control
         .node
@@ -60,9 +62,16 @@ async fn a_late_member_gets_the_whole_history_from_archives() {
     let round = control.node.seeder().round(id).await.unwrap();
     assert_eq!(round.archives.len(), 3);
 
-    // A member who was not there: everything must come from the archives.
+    (control, id, invite, round)
+}
+
+/// A member that joined by `invite` and dialled `control`.
+async fn member_of(
+    control: &TestNode,
+    invite: Invite,
+) -> (TestNode, tokio::sync::broadcast::Receiver<Event>) {
     let member = start(1).await;
-    let mut events = member.node.subscribe();
+    let events = member.node.subscribe();
     member.node.join_community(invite).await.unwrap();
     member
         .node
@@ -70,6 +79,14 @@ async fn a_late_member_gets_the_whole_history_from_archives() {
         .dial(control.node.network().listen_addrs().await.unwrap()[0].clone())
         .await
         .unwrap();
+    (member, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_member_gets_the_whole_history_from_archives() {
+    let (control, id, invite, round) = control_with_history().await;
+    // A member who was not there: everything must come from the archives.
+    let (member, mut events) = member_of(&control, invite).await;
 
     let mut imported = 0;
     tokio::time::timeout(Duration::from_secs(60), async {
@@ -97,4 +114,42 @@ async fn a_late_member_gets_the_whole_history_from_archives() {
     assert!(downloaded.values().all(|imported| *imported));
     let ids: Vec<_> = round.archives.iter().map(|a| a.id.clone()).collect();
     assert!(ids.iter().all(|a| downloaded.contains_key(a)));
+
+    // The member keeps the whole history under the announced root: pinned, whole, one CID to
+    // serve (DownloadingFinished follows the pin).
+    let root: archive_node::blocks::cid::Cid = round.root_cid.unwrap().parse().unwrap();
+    assert_eq!(member.node.archive_state().root(&id).unwrap(), Some(root));
+    assert_eq!(member.node.blocks().pins().unwrap().get(&root), Some(&1));
+    assert!(member.node.blocks().is_complete(&root).unwrap());
+    assert!(member.node.blocks().missing(&root).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_of_the_index_itself_still_syncs() {
+    // A control node of the previous release announced its index, not a history root.
+    let (control, id, invite, round) = control_with_history().await;
+    let key = control.node.communities().get(&id).unwrap().unwrap().control_key().unwrap().unwrap();
+    let state = control.node.archive_state();
+    let mut clock = state.clock(&id).unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let old = archive_node::announce::Announcement {
+        clock: clock.issue(now_ms as u64),
+        cid: round.index_cid.clone().unwrap(),
+    };
+    state.accept_announcement(&id, &archive_node::announce::sign(&key, &old).bytes, clock).unwrap();
+
+    let (member, mut events) = member_of(&control, invite).await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(Event::DownloadingFinished { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the member syncs from the old announcement");
+    let ours = control.node.messages().query(&id, &Query::default()).unwrap().messages;
+    let theirs = member.node.messages().query(&id, &Query::default()).unwrap().messages;
+    assert_eq!((ours.len(), theirs), (12, ours));
+    assert_eq!(member.node.archive_state().root(&id).unwrap(), None, "no root was announced");
 }

@@ -39,7 +39,7 @@ def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb
     latency = RpcLatency(relay).start()
     try:
         first = archive_round(control, cid, b"one")
-        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == first["indexCid"])
+        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["cid"] == first["rootCid"])
 
         latest = control.rpc.call("archive_latestAnnouncement", {"communityId": cid})
         envelope = archive_pb2.SignedEnvelope()
@@ -69,13 +69,13 @@ def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb
         assert attacker_id not in scores or scores[attacker_id] < 0, scores
 
         second = archive_round(control, cid, b"two")
-        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == second["indexCid"])
+        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["cid"] == second["rootCid"])
         # The member may meet the attacker directly (DHT queries dial peers) and reject the forgery
         # itself; what must never happen is an honest peer forwarding it.
         rejected_from = {s["event"]["peerId"] for s in on_member.seen if s["type"] == "community.archiveAnnouncementRejected"}
         assert rejected_from <= {attacker_id}, f"forwarded by an honest peer: {rejected_from}"
-        accepted = [s["event"]["indexCid"] for s in on_member.seen if s["type"] == "community.archiveAnnouncementAccepted"]
-        assert accepted == [first["indexCid"], second["indexCid"]], "the replay was ignored"
+        accepted = [s["event"]["cid"] for s in on_member.seen if s["type"] == "community.archiveAnnouncementAccepted"]
+        assert accepted == [first["rootCid"], second["rootCid"]], "the replay was ignored"
     finally:
         latency.stop()
         on_relay.close()
@@ -83,7 +83,7 @@ def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb
     print("relay node_info latency under attack:", latency.assert_responsive(500))
     for d in (relay, member):
         assert d.rpc.call("archive_latestAnnouncement", {"communityId": cid})["clock"] < 2**63
-    assert member.rpc.call("archive_latestAnnouncement", {"communityId": cid})["cid"] == second["indexCid"]
+    assert member.rpc.call("archive_latestAnnouncement", {"communityId": cid})["cid"] == second["rootCid"]
 
     # A late joiner connected only to the member gets the latest announcement from it.
     late = daemons()
@@ -91,7 +91,7 @@ def test_forged_and_replayed_announcements_and_a_late_joiner(daemons, archive_pb
     try:
         late.rpc.call("community_join", {"invite": created["invite"]})
         late.rpc.call("node_connect", {"multiaddr": member.addr})
-        on_late.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == second["indexCid"])
+        on_late.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["cid"] == second["rootCid"])
     finally:
         on_late.close()
 

@@ -64,14 +64,14 @@ def test_an_archive_is_created_after_the_interval_and_announced(daemons):
         assert control.rpc.call("archive_getInterval", {"communityId": cid}) == {"seconds": 7 * 24 * 3600}
         control.rpc.call("archive_setInterval", {"communityId": cid, "seconds": 2})
         created = control_signals.wait_for_signal("community.historyArchivesCreated", lambda e: e["communityId"] == cid)
-        control_signals.wait_for_signal("community.historyArchivesSeeding", lambda e: e["indexCid"] == created["indexCid"])
-        accepted = member_signals.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == created["indexCid"])
+        control_signals.wait_for_signal("community.historyArchivesSeeding", lambda e: e["rootCid"] == created["rootCid"])
+        accepted = member_signals.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["cid"] == created["rootCid"])
     finally:
         control_signals.close()
         member_signals.close()
     latest = control.rpc.call("archive_latestAnnouncement", {"communityId": cid})
-    assert (latest["clock"], latest["cid"]) == (accepted["clock"], created["indexCid"])
-    assert member.rpc.call("archive_latestAnnouncement", {"communityId": cid})["cid"] == created["indexCid"]
+    assert (latest["clock"], latest["cid"]) == (accepted["clock"], created["rootCid"])
+    assert member.rpc.call("archive_latestAnnouncement", {"communityId": cid})["cid"] == created["rootCid"]
     assert member.rpc.call("archive_hasCommunityArchive", {"communityId": cid}) is True
     index = control.rpc.call("archive_index", {"communityId": cid})
     assert len(index["archives"]) == 1

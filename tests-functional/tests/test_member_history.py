@@ -192,7 +192,7 @@ def test_a_newer_announcement_mid_sync_bans_nobody_and_the_sync_completes(daemon
         on_member.wait_for_signal("community.historyArchiveDownloaded", lambda e: e["communityId"] == cid)
         late = send(control, cid, b"one more")
         second = archive_now(control, cid, late["timestamp"])
-        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["indexCid"] == second["indexCid"])
+        on_member.wait_for_signal("community.archiveAnnouncementAccepted", lambda e: e["cid"] == second["rootCid"])
         deadline = time.monotonic() + 120
         while member.rpc.call("archive_importProgress", {"communityId": cid})["imported"] < first["archives"] + second["archives"]:
             assert time.monotonic() < deadline, "the sync did not complete"

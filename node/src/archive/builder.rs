@@ -100,6 +100,8 @@ pub struct Outcome {
     pub archives: Vec<Summary>,
     /// The new index, when the run made archives.
     pub index_cid: Option<String>,
+    /// The history root the seeder announced for it (the builder leaves it `None`).
+    pub root_cid: Option<String>,
     pub messages: usize,
     /// Messages too large for any archive.
     pub dropped_oversize: usize,

@@ -14,12 +14,14 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::builder::{Builder, Outcome, Params, Sink};
+use super::history;
 use super::importer;
 use super::index::Index;
 use super::schedule::{handle_tick, CommunityState};
 use super::state::ArchiveState;
 use super::store_sink::StoreSink;
 use crate::announce::{self, Announcement};
+use crate::blocks::directory;
 use crate::blocks::store::BlockStore;
 use crate::communities::{Communities, Record};
 use crate::community::CommunityId;
@@ -58,11 +60,32 @@ impl Default for Config {
 /// What the seeder reports (the daemon turns these into status-go's signals).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    Creating { community: CommunityId },
-    Created { community: CommunityId, from: u64, to: u64, archives: usize, index_cid: String },
-    NoneCreated { community: CommunityId, from: u64, to: u64 },
-    Seeding { community: CommunityId, index_cid: String },
-    Failed { community: CommunityId, error: String },
+    Creating {
+        community: CommunityId,
+    },
+    Created {
+        community: CommunityId,
+        from: u64,
+        to: u64,
+        archives: usize,
+        index_cid: String,
+        /// The history root announced (none when the history outgrew a flat directory).
+        root_cid: Option<String>,
+    },
+    NoneCreated {
+        community: CommunityId,
+        from: u64,
+        to: u64,
+    },
+    Seeding {
+        community: CommunityId,
+        index_cid: String,
+        root_cid: Option<String>,
+    },
+    Failed {
+        community: CommunityId,
+        error: String,
+    },
 }
 
 /// Errors of a round.
@@ -84,6 +107,8 @@ pub enum Error {
     Sink(#[source] super::builder::SinkError),
     #[error("{0}")]
     Index(#[from] super::index::ReadError),
+    #[error("{0}")]
+    History(#[from] super::history::Error),
     #[error("network: {0}")]
     Network(#[from] network::Error),
     #[error("the announced index {cid} is not a CID: {reason}")]
@@ -163,27 +188,58 @@ impl Seeder {
             let _ = self.events.send(Event::NoneCreated { community, from: outcome.from, to: outcome.to });
             return Ok(outcome);
         };
-        let index_cid = self.merge_other_device(&record, index_cid).await?;
+        let (index_cid, known) = self.merge_other_device(&record, index_cid).await?;
+        let root_cid = self.store_root(community, &index_cid, known).await?;
         let mut outcome = outcome;
         outcome.index_cid = Some(index_cid.clone());
+        outcome.root_cid = root_cid.clone();
         let _ = self.events.send(Event::Created {
             community,
             from: outcome.from,
             to: outcome.to,
             archives: outcome.archives.len(),
             index_cid: index_cid.clone(),
+            root_cid: root_cid.clone(),
         });
-        for cid in outcome.archives.iter().map(|a| &a.cid).chain(std::iter::once(&index_cid)) {
+        let announced = root_cid.clone().unwrap_or_else(|| index_cid.clone());
+        let provided = outcome.archives.iter().map(|a| &a.cid).chain([&index_cid]).chain(root_cid.as_ref());
+        for cid in provided {
             if let Ok(c) = cid.parse() {
                 if let Err(e) = self.network.provide(c).await {
                     tracing::debug!(%cid, error = %e, "provide failed");
                 }
             }
         }
-        self.announce(&record, index_cid.clone()).await?;
-        let _ = self.events.send(Event::Seeding { community, index_cid });
+        self.announce(&record, announced).await?;
+        let _ = self.events.send(Event::Seeding { community, index_cid, root_cid });
         self.store_once(community, &outcome).await;
         Ok(outcome)
+    }
+
+    /// Builds, stores and pins the history root of `index_cid` (unpinning the previous root);
+    /// `None` when the history has outgrown a flat directory (then the index itself is
+    /// announced, as before history roots).
+    async fn store_root(
+        &self,
+        community: CommunityId,
+        index_cid: &str,
+        known: Vec<directory::Entry>,
+    ) -> Result<Option<String>, Error> {
+        let (blocks, state, index_root) = (self.blocks.clone(), self.state.clone(), parse_cid(index_cid)?);
+        tokio::task::spawn_blocking(move || -> Result<Option<String>, Error> {
+            let index = state.index(&community)?;
+            let root = match history::store(&blocks, index_root, &index, &known) {
+                Ok(root) => root,
+                Err(history::Error::Directory(e @ directory::Error::TooLarge(_))) => {
+                    tracing::warn!(%community, error = %e, "the history is announced by its index alone");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            history::pin_latest(&blocks, &state, &community, root)?;
+            Ok(Some(root.to_string()))
+        })
+        .await?
     }
 
     /// Moves the rows of the messages just archived onto the archives and reclaims their
@@ -213,21 +269,30 @@ impl Seeder {
     /// The index committed by an earlier round when no accepted announcement covers its
     /// archives: a round cut (a crash) between committing its index and announcing it. Without
     /// this, a round that finds no new messages would leave those archives unannounced for good.
+    /// An announcement of our index itself (made before history roots) counts as unannounced
+    /// too, so the history gets its root.
     async fn unannounced(&self, record: &Record) -> Result<Option<String>, Error> {
         let community = record.community_id()?;
         let Some(ours) = self.state.index_cid(&community)? else { return Ok(None) };
         let Some(theirs) = self.state.accepted(&community)?.map(|s| s.announcement.cid) else {
             return Ok(Some(ours));
         };
-        if theirs == ours {
-            return Ok(None);
-        }
         let (blocks, state, ring) = (self.blocks.clone(), self.state.clone(), record.keys()?);
-        let theirs_cid = parse_cid(&theirs)?;
+        let (theirs_cid, ours_cid) = (parse_cid(&theirs)?, parse_cid(&ours)?);
         tokio::task::spawn_blocking(move || -> Result<Option<String>, Error> {
+            // An announcement we cannot read here is merged (fetched) by the round.
+            let Some(announced) = history::resolve_local(&blocks, theirs_cid).ok().flatten() else {
+                return Ok(Some(ours));
+            };
+            match announced {
+                history::Announced::Root { index, .. } if index == ours_cid => return Ok(None),
+                history::Announced::Index(index) if index == ours_cid => return Ok(Some(ours)),
+                _ => {}
+            }
             let ring: KeyRing = ring.iter().cloned().collect();
-            // An announced index we cannot read here is merged (fetched) by the round.
-            let Ok(announced) = super::index::read(&blocks, theirs_cid, &ring) else { return Ok(Some(ours)) };
+            let Ok(announced) = super::index::read(&blocks, announced.index(), &ring) else {
+                return Ok(Some(ours));
+            };
             let committed = state.index(&community)?;
             let covered = committed.archives.keys().all(|id| announced.archives.contains_key(id));
             Ok((!covered).then_some(ours))
@@ -235,50 +300,97 @@ impl Seeder {
         .await?
     }
 
+    /// Fetches what another device announced (`scope`), within [`MERGE_FETCH_TIMEOUT`]; false
+    /// (logged) when it cannot.
+    async fn fetch_other_device(&self, cid: crate::blocks::cid::Cid, scope: crate::bitswap::Scope) -> bool {
+        let peers: Vec<_> = match self.network.peers().await {
+            Ok(peers) => peers.iter().filter_map(|p| p.peer_id.parse().ok()).collect(),
+            Err(e) => {
+                tracing::warn!(%cid, error = %e, "cannot list peers to fetch the other device's history");
+                return false;
+            }
+        };
+        let (tx, _rx) = tokio::sync::watch::channel(crate::bitswap::Progress::default());
+        match tokio::time::timeout(MERGE_FETCH_TIMEOUT, self.bitswap.fetch(cid, scope, peers, tx)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(%cid, error = %e, "cannot fetch the other device's history; announcing ours");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(%cid, "timed out fetching the other device's history; announcing ours");
+                false
+            }
+        }
+    }
+
     /// A second device holding the same community key may have announced an index we do not
     /// have: merge it into ours (union by archive id) so racing devices never drop an archive.
-    /// Returns the CID to announce.
-    async fn merge_other_device(&self, record: &Record, ours: String) -> Result<String, Error> {
+    /// Returns the index CID to announce, and the entries of the announced history root (the
+    /// sizes of archives only the other device holds).
+    async fn merge_other_device(
+        &self,
+        record: &Record,
+        ours: String,
+    ) -> Result<(String, Vec<directory::Entry>), Error> {
+        use crate::bitswap::Scope;
         let community = record.community_id()?;
         let accepted = self.state.accepted(&community)?;
         let Some(theirs) = accepted.map(|s| s.announcement.cid) else {
-            return Ok(ours);
+            return Ok((ours, Vec::new()));
         };
-        if theirs == ours {
-            return Ok(ours);
-        }
         let theirs_cid = parse_cid(&theirs)?;
-        let complete = {
-            let blocks = self.blocks.clone();
-            tokio::task::spawn_blocking(move || blocks.is_complete(&theirs_cid)).await??
+        let blocks = self.blocks.clone();
+        let local = {
+            let blocks = blocks.clone();
+            tokio::task::spawn_blocking(move || history::resolve_local(&blocks, theirs_cid)).await?
         };
-        if !complete {
-            let peers: Vec<_> =
-                self.network.peers().await?.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
-            let (tx, _rx) = tokio::sync::watch::channel(crate::bitswap::Progress::default());
-            match tokio::time::timeout(MERGE_FETCH_TIMEOUT, self.bitswap.fetch(theirs_cid, peers, tx)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(%theirs, error = %e, "cannot fetch the other device's index; announcing ours");
-                    return Ok(ours);
-                }
-                Err(_) => {
-                    tracing::warn!(%theirs, "timed out fetching the other device's index; announcing ours");
-                    return Ok(ours);
+        let announced = match local {
+            Ok(Some(a)) => a,
+            Ok(None) if !self.fetch_other_device(theirs_cid, Scope::Block).await => {
+                return Ok((ours, Vec::new()))
+            }
+            Ok(None) => {
+                let blocks = blocks.clone();
+                match tokio::task::spawn_blocking(move || history::resolve_local(&blocks, theirs_cid)).await?
+                {
+                    Ok(Some(a)) => a,
+                    _ => return Ok((ours, Vec::new())),
                 }
             }
+            Err(e) => {
+                tracing::warn!(%theirs, error = %e, "the announced history root does not read; announcing ours");
+                return Ok((ours, Vec::new()));
+            }
+        };
+        let known = {
+            let blocks = blocks.clone();
+            tokio::task::spawn_blocking(move || history::entries_local(&blocks, theirs_cid))
+                .await?
+                .unwrap_or_default()
+        };
+        let theirs_index = announced.index();
+        if theirs_index.to_string() == ours {
+            return Ok((ours, known));
         }
-        let (blocks, state) = (self.blocks.clone(), self.state.clone());
+        let complete = {
+            let blocks = blocks.clone();
+            tokio::task::spawn_blocking(move || blocks.is_complete(&theirs_index)).await??
+        };
+        if !complete && !self.fetch_other_device(theirs_index, Scope::Dag).await {
+            return Ok((ours, known));
+        }
+        let state = self.state.clone();
         let key = record.keys()?;
         let description = self.membership.description(&community)?;
         let current = keys::current(&key, description.as_ref().map(|d| &d.description)).cloned();
         let ours_cid = parse_cid(&ours)?;
-        tokio::task::spawn_blocking(move || -> Result<String, Error> {
+        let merged = tokio::task::spawn_blocking(move || -> Result<String, Error> {
             let ring: KeyRing = key.iter().cloned().collect();
             let read = |cid| -> Result<Index, Error> { Ok(super::index::read(&blocks, cid, &ring)?) };
             let mut merged = read(ours_cid)?;
             let before = merged.archives.len();
-            merged.merge(&read(theirs_cid)?);
+            merged.merge(&read(theirs_index)?);
             if merged.archives.len() == before {
                 return Ok(ours);
             }
@@ -296,15 +408,16 @@ impl Seeder {
             state.commit_round(&community, &entries, Some(&merged_cid), 0)?;
             Ok(merged_cid)
         })
-        .await?
+        .await??;
+        Ok((merged, known))
     }
 
-    /// Signs and publishes an announcement of `index_cid` with the next clock.
-    async fn announce(&self, record: &Record, index_cid: String) -> Result<(), Error> {
+    /// Signs and publishes an announcement of `cid` (the history root) with the next clock.
+    async fn announce(&self, record: &Record, cid: String) -> Result<(), Error> {
         let community = record.community_id()?;
         let key = record.control_key()?.ok_or_else(|| Error::NotControlled(community.to_string()))?;
         let mut clock = self.state.clock(&community)?;
-        let a = Announcement { clock: clock.issue(now().as_millis() as u64), cid: index_cid };
+        let a = Announcement { clock: clock.issue(now().as_millis() as u64), cid };
         let signed = announce::sign(&key, &a);
         self.state.accept_announcement(&community, &signed.bytes, clock)?;
         Ok(self.network.publish(gossip::archives_topic(&community), signed.bytes).await?)

@@ -12,6 +12,7 @@ const INDEX_CID: &[u8] = b"index_cid/";
 const CLOCK: &[u8] = b"clock/";
 const DOWNLOADED: &[u8] = b"downloaded/";
 const ANNOUNCEMENT: &[u8] = b"announcement/";
+const ROOT: &[u8] = b"root/";
 
 /// Errors of the archive state.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,25 @@ impl ArchiveState {
                 String::from_utf8(v.to_vec()).map(Some).map_err(|_| Error::Corrupt("index cid".into()))
             }
         }
+    }
+
+    /// The history root this node pinned last for the community ([`super::history::pin_latest`]).
+    pub fn root(&self, community: &CommunityId) -> Result<Option<crate::blocks::cid::Cid>, Error> {
+        match self.tree.get(&key(ROOT, community, &[]))? {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt("history root".into())),
+        }
+    }
+
+    /// Records the history root pinned last, durably.
+    pub fn set_root(&self, community: &CommunityId, root: &crate::blocks::cid::Cid) -> Result<(), Error> {
+        self.tree.insert(&key(ROOT, community, &[]), root.to_string().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Records a finished run in one atomic batch: new entries, the new index CID (when the run

@@ -313,13 +313,26 @@ fn cancel(cid: Cid) -> Want {
     Want { cid, priority: 0, cancel: true, want_type: WantType::Block, send_dont_have: false }
 }
 
-/// Fetches the DAG under `root` from `peers` into `store`; pins the root and marks it complete.
+/// How much of a DAG a fetch takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every block under the root; the root is pinned and marked complete.
+    Dag,
+    /// The root block alone (a history root, whose entries the caller then fetches one by
+    /// one); nothing is pinned.
+    Block,
+}
+
+/// Fetches the DAG under `root` (or its root block: `scope`) from `peers` into `store`; pins
+/// the root of a whole DAG and marks it complete.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch(
     registry: Registry,
     outboxes: Outboxes,
     store: BlockStore,
     writer: Writer,
     root: Cid,
+    scope: Scope,
     peers: Vec<PeerId>,
     progress: watch::Sender<Progress>,
 ) -> Result<(FetchStats, Vec<PeerId>), Error> {
@@ -346,11 +359,14 @@ pub(super) async fn fetch(
         stats: FetchStats { root: root.to_string(), ..Default::default() },
         progress: Progress::default(),
         priority: i32::MAX,
+        follow: scope == Scope::Dag,
     };
 
     // What is missing locally: everything under a root we lack, or the walk's missing list.
     let initial = blocking(store.clone(), move |st| {
-        if st.has(&root)? {
+        if scope == Scope::Block && st.has(&root)? {
+            Ok((vec![], st.get(&root)?.map(|b| b.len() as u64), 1))
+        } else if st.has(&root)? {
             let stat = st.stat(&root)?;
             Ok((st.missing(&root)?, stat.size, stat.blocks))
         } else {
@@ -390,8 +406,10 @@ pub(super) async fn fetch(
         let _ = progress.send(s.progress.clone());
     }
     blocking(store, move |st| {
-        st.pin(&root)?;
-        st.mark_complete_if_whole(&root)?;
+        if scope == Scope::Dag {
+            st.pin(&root)?;
+            st.mark_complete_if_whole(&root)?;
+        }
         st.flush()
     })
     .await?;
@@ -433,6 +451,8 @@ struct Session {
     stats: FetchStats,
     progress: Progress,
     priority: i32,
+    /// Whether a received node's links are fetched too ([`Scope::Dag`]).
+    follow: bool,
 }
 
 impl Session {
@@ -521,7 +541,7 @@ impl Session {
                 self.stats.bytes_fetched += block.data().len() as u64;
                 self.progress.blocks += 1;
                 self.progress.bytes += block.data().len() as u64;
-                if c.codec() == cid::DAG_PB {
+                if c.codec() == cid::DAG_PB && self.follow {
                     // A file node's links, or a directory's entries (a community's history).
                     let links = unixfs::children(&c, block.data())
                         .map_err(|e| Error::BadBlock { cid: c.to_string(), reason: e.to_string() })?;

@@ -1,8 +1,9 @@
-//! A member's history sync for one community: fetch the index the latest accepted announcement
-//! names, download the archives this node lacks (newest first, a few at a time, from every peer
-//! that has them) and import each one as soon as it is stored, so the network and the importer
-//! work at the same time. Every step is recorded durably, so a sync cut by a crash or by a newer
-//! announcement resumes where it stopped.
+//! A member's history sync for one community: fetch the history root the latest accepted
+//! announcement names (its block alone) and the index it holds, download the archives this node
+//! lacks (newest first, a few at a time, from every peer that has them) and import each one as
+//! soon as it is stored, so the network and the importer work at the same time; at the end, pin
+//! the root, so this node keeps and serves the whole history under one CID. Every step is
+//! recorded durably, so a sync cut by a crash or by a newer announcement resumes where it stopped.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -11,9 +12,10 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{Error, Event, Node};
+use crate::archive::history::{self, Announced};
 use crate::archive::index::ReadError;
 use crate::archive::{importer, Entry, Index};
-use crate::bitswap::Progress;
+use crate::bitswap::{Progress, Scope};
 use crate::blocks::cid::Cid;
 use crate::community::CommunityId;
 use crate::seal::KeyRing;
@@ -116,7 +118,7 @@ impl Node {
                 Ok(Some((n.key_ring(&record)?, cid, Some(members))))
             })
             .await?;
-        let Some((keys, index_cid, members)) = found else { return Ok(()) };
+        let Some((keys, announced, members)) = found else { return Ok(()) };
         let concurrency = self.seeder.config.fetch_concurrency.max(1);
         let (to_import, mut queue) = mpsc::channel::<(String, Entry)>(concurrency);
         let index_keys = keys.clone();
@@ -131,26 +133,29 @@ impl Node {
                 match self.archive_entry(id, archive_id.clone()).await {
                     Ok(entry) => {
                         if to_import.send((archive_id, entry)).await.is_err() {
-                            return Ok(());
+                            return Ok(None);
                         }
                     }
                     // Listed by an index not fetched yet.
                     Err(_) => deferred.push(archive_id),
                 }
             }
-            let Some(cid) = &index_cid else { return Ok(()) };
-            let index = self.fetch_index(id, cid, &index_keys).await?;
+            let Some(cid) = &announced else { return Ok(None) };
+            let (announced, index) = self.fetch_index(id, cid, &index_keys).await?;
+            // GC keeps what is under the root while the sync runs; it is pinned at the end.
+            let hold = announced.root().map(|root| (root, self.blocks.hold(root)));
             for archive_id in deferred {
                 if let Some(entry) = index.archives.get(&archive_id) {
                     if to_import.send((archive_id, entry.clone())).await.is_err() {
-                        return Ok(());
+                        return Ok(hold);
                     }
                 }
             }
             let have: BTreeSet<String> = self.downloaded(id).await?.into_keys().collect();
             let missing =
                 index.missing_from(&have).into_iter().map(|(i, e)| (i.clone(), e.clone())).collect();
-            self.download(id, missing, concurrency, &to_import).await
+            self.download(id, missing, concurrency, &to_import).await?;
+            Ok::<_, Error>(hold)
         };
         // Owns the receiver: if an import fails, the download side's next send fails too,
         // instead of waiting forever on a full queue.
@@ -161,9 +166,29 @@ impl Node {
             Ok::<_, Error>(())
         };
         let (downloaded, imported) = tokio::join!(download, import);
-        downloaded?;
+        let root = downloaded?;
         imported?;
+        if let Some((root, _hold)) = root {
+            self.pin_history(id, root).await?;
+        }
         let _ = self.events.send(Event::DownloadingFinished { community: id });
+        Ok(())
+    }
+
+    /// Pins the history root of a finished sync in place of the previous one, and provides it
+    /// when this node holds all of it: the one CID an IPFS node pins to keep the history.
+    async fn pin_history(&self, id: CommunityId, root: Cid) -> Result<(), Error> {
+        let whole = self
+            .blocking(move |n| {
+                crate::archive::history::pin_latest(&n.blocks, &n.archive_state, &id, root)
+                    .map_err(|e| index_err(&root.to_string(), e))
+            })
+            .await?;
+        if whole {
+            if let Err(e) = self.network.provide(root).await {
+                tracing::debug!(%root, error = %e, "provide failed");
+            }
+        }
         Ok(())
     }
 
@@ -173,17 +198,16 @@ impl Node {
         self.blocking(move |n| Ok(n.archive_state.downloaded(&id).map_err(SyncError::from)?)).await
     }
 
-    /// Fetches (with retries and backoff) and opens the index named by `cid`.
-    async fn fetch_index(&self, id: CommunityId, cid: &str, keys: &KeyRing) -> Result<Index, Error> {
-        let root: Cid = cid.parse().map_err(|e| index_err(cid, e))?;
+    /// Fetches `cid` (`scope`), with retries and backoff.
+    async fn fetch_retrying(&self, id: CommunityId, cid: Cid, scope: Scope) -> Result<(), Error> {
         let mut attempt = 0;
         loop {
             let (tx, _rx) = watch::channel(Progress::default());
-            match self.fetch(root, &[], tx).await {
-                Ok(_) => break,
+            match self.fetch_scoped(cid, scope, &[], tx).await {
+                Ok(_) => return Ok(()),
                 Err(e) if attempt + 1 < INDEX_FETCH_ATTEMPTS => {
                     attempt += 1;
-                    tracing::debug!(community = %id, error = %e, attempt, "index fetch failed; retrying");
+                    tracing::debug!(community = %id, %cid, error = %e, attempt, "index fetch failed; retrying");
                     // After the backoff, or as soon as a peer connects (one that may have it).
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1 << attempt)) => {}
@@ -193,17 +217,44 @@ impl Node {
                 Err(e) => return Err(e),
             }
         }
-        let _ = self.events.send(Event::IndexDownloaded { community: id, cid: cid.to_string() });
-        let (ring, cid) = (keys.clone(), cid.to_string());
-        self.blocking(move |n| {
-            crate::archive::index::read(&n.blocks, root, &ring).map_err(|e| {
-                if let ReadError::Seal { source: crate::seal::Error::NoKey { key_id }, .. } = &e {
-                    n.key_missing(&id, key_id);
-                }
-                index_err(&cid, e)
+    }
+
+    /// Fetches and opens the index an announcement names: the history root's block alone, then
+    /// its `index` entry (or, for an announcement made before history roots, the index itself).
+    async fn fetch_index(
+        &self,
+        id: CommunityId,
+        cid: &str,
+        keys: &KeyRing,
+    ) -> Result<(Announced, Index), Error> {
+        let announced_cid: Cid = cid.parse().map_err(|e| index_err(cid, e))?;
+        self.fetch_retrying(id, announced_cid, Scope::Block).await?;
+        let announced = self
+            .blocking(move |n| {
+                history::resolve_local(&n.blocks, announced_cid)
+                    .map_err(|e| index_err(&announced_cid.to_string(), e))?
+                    .ok_or_else(|| index_err(&announced_cid.to_string(), "fetched, yet not stored"))
             })
-        })
-        .await
+            .await?;
+        let root = announced.index();
+        self.fetch_retrying(id, root, Scope::Dag).await?;
+        let _ = self.events.send(Event::IndexDownloaded {
+            community: id,
+            cid: root.to_string(),
+            root: announced.root().map(|r| r.to_string()),
+        });
+        let ring = keys.clone();
+        let index = self
+            .blocking(move |n| {
+                crate::archive::index::read(&n.blocks, root, &ring).map_err(|e| {
+                    if let ReadError::Seal { source: crate::seal::Error::NoKey { key_id }, .. } = &e {
+                        n.key_missing(&id, key_id);
+                    }
+                    index_err(&root.to_string(), e)
+                })
+            })
+            .await?;
+        Ok((announced, index))
     }
 
     /// Downloads `missing` archives, `concurrency` at a time, handing each stored one to the
@@ -324,11 +375,15 @@ impl Node {
             return Ok(None);
         };
         let cid = signed.announcement.cid;
-        let root: Cid = cid.parse().map_err(|e| index_err(&cid, e))?;
+        let announced: Cid = cid.parse().map_err(|e| index_err(&cid, e))?;
+        let index = history::resolve_local(&self.blocks, announced)
+            .map_err(|e| index_err(&cid, e))?
+            .ok_or_else(|| index_err(&cid, "not stored here"))?
+            .index();
         let ring = match self.communities.get(id)? {
             Some(r) => self.key_ring(&r)?,
             None => KeyRing::default(),
         };
-        Ok(Some(crate::archive::index::read(&self.blocks, root, &ring).map_err(|e| index_err(&cid, e))?))
+        Ok(Some(crate::archive::index::read(&self.blocks, index, &ring).map_err(|e| index_err(&cid, e))?))
     }
 }

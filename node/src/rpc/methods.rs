@@ -106,7 +106,7 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         let outcome = ctx.node.seeder().round(id).await.map_err(failed)?;
         RpcResult::Ok(json!({
             "from": outcome.from, "to": outcome.to, "archives": outcome.archives.len(),
-            "messages": outcome.messages, "indexCid": outcome.index_cid,
+            "messages": outcome.messages, "indexCid": outcome.index_cid, "rootCid": outcome.root_cid,
         }))
     })?;
     m.register_async_method("archive_setEnabled", |p, ctx, _| async move {
