@@ -74,7 +74,8 @@ enum Command {
     Send(community::SendArgs),
     /// Print a community's stored messages as JSON lines (through the daemon).
     Messages(community::MessagesArgs),
-    /// A community's archives from its latest index, and which are downloaded (through the daemon).
+    /// A community's archives from its latest index, and which are downloaded; `--root` prints
+    /// the history root to pin (through the daemon).
     Archives(community::ArchivesArgs),
     /// Serve the block store over Bitswap until interrupted; prints each listen address.
     Serve(net::ServeArgs),

@@ -153,3 +153,51 @@ async fn an_announcement_of_the_index_itself_still_syncs() {
     assert_eq!((ours.len(), theirs), (12, ours));
     assert_eq!(member.node.archive_state().root(&id).unwrap(), None, "no root was announced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_pinned_the_root_alone_serves_the_whole_history_and_its_description() {
+    let (control, id, invite, round) = control_with_history().await;
+    let root: archive_node::blocks::cid::Cid = round.root_cid.clone().unwrap().parse().unwrap();
+    // A plain IPFS-style node, outside the community: it fetches (pins) the one root CID.
+    let pinner = start(1).await;
+    let control_addr = control.node.network().listen_addrs().await.unwrap()[0].clone();
+    let (tx, _rx) = tokio::sync::watch::channel(archive_node::bitswap::Progress::default());
+    pinner.node.fetch(root, &[control_addr], tx).await.unwrap();
+    assert!(pinner.node.blocks().is_complete(&root).unwrap(), "one fetch takes the whole history");
+
+    // A new member knows the signed announcement (as an IPNS record would give it) and no
+    // community node: its only peer is the pinner, which has no community state to tell.
+    let member = start(1).await;
+    let mut events = member.node.subscribe();
+    member.node.join_community(invite).await.unwrap();
+    let announcement = control.node.archive_state().announcement(&id).unwrap().unwrap();
+    let clock = control.node.archive_state().clock(&id).unwrap();
+    member.node.archive_state().accept_announcement(&id, &announcement, clock).unwrap();
+    control.node.shutdown();
+    member.node.network().dial(pinner.node.network().listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    member.node.start_sync(id);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(Event::DownloadingFinished { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the member syncs from the pinner alone");
+    let ours = pinner_messages_expected(&round);
+    let theirs = member.node.messages().query(&id, &Query::default()).unwrap().messages;
+    assert_eq!(theirs.len(), ours, "every archived message, verified against the root's description");
+    assert!(member.node.description(&id).unwrap().is_some(), "the description came from the root");
+    let peers = member.node.network().peers().await.unwrap();
+    assert!(
+        peers.iter().all(|p| p.peer_id == pinner.node.network().local_peer_id().to_string()),
+        "the pinner was the only peer: {peers:?}"
+    );
+    assert_eq!(member.node.archive_state().root(&id).unwrap(), Some(root));
+}
+
+/// Messages the round archived.
+fn pinner_messages_expected(round: &archive_node::archive::Outcome) -> usize {
+    round.archives.iter().map(|a| a.messages).sum()
+}

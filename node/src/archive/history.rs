@@ -1,6 +1,8 @@
 //! A community's history as one DAG: the root is a flat UnixFS directory holding `index` (the
-//! status-go index bytes, sealed in encrypted communities) and one entry per archive, named by
-//! archive id, linking the archive file's root. One pin of the root keeps the whole history on
+//! status-go index bytes, sealed in encrypted communities), `description` (the signed community
+//! description that says whose messages the archives may hold, so a member needs no community
+//! node to import them) and one entry per archive, named by archive id, linking the archive
+//! file's root. One pin of the root keeps the whole history on
 //! any IPFS node; announcements name the root. Old announcements name the index itself, and are
 //! still understood ([`Announced::Index`]).
 
@@ -15,6 +17,9 @@ use crate::community::CommunityId;
 
 /// The directory entry holding the index.
 pub const INDEX_ENTRY: &str = "index";
+
+/// The directory entry holding the signed community description.
+pub const DESCRIPTION_ENTRY: &str = "description";
 
 /// Errors of building and reading history roots.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +91,18 @@ pub fn entries_local(store: &BlockStore, root: Cid) -> Result<Vec<Entry>, Error>
     }
 }
 
-/// The history directory of `index_cid` and the archives `index` lists. Each entry's size comes
+/// What a history directory holds besides its archives: the index and, when the community has
+/// one, its signed description.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    pub index: Cid,
+    pub description: Option<Cid>,
+}
+
+/// The history directory of `heads` and the archives `index` lists. Each entry's size comes
 /// from its root block in `store`, or, for an archive this node does not hold (another device's),
 /// from `known` (that device's root).
-pub fn build(store: &BlockStore, index_cid: Cid, index: &Index, known: &[Entry]) -> Result<Block, Error> {
+pub fn build(store: &BlockStore, heads: Heads, index: &Index, known: &[Entry]) -> Result<Block, Error> {
     let entry = |name: &str, cid: Cid| -> Result<Entry, Error> {
         let tsize = match store.get(&cid)? {
             Some(bytes) => directory::cumulative_size(&Block::computed(cid, bytes))?,
@@ -101,7 +114,10 @@ pub fn build(store: &BlockStore, index_cid: Cid, index: &Index, known: &[Entry])
         };
         Ok(Entry { name: name.to_string(), cid, tsize })
     };
-    let mut entries = vec![entry(INDEX_ENTRY, index_cid)?];
+    let mut entries = vec![entry(INDEX_ENTRY, heads.index)?];
+    if let Some(d) = heads.description {
+        entries.push(entry(DESCRIPTION_ENTRY, d)?);
+    }
     for (id, e) in &index.archives {
         let cid: Cid = e.cid.parse().map_err(|_| Error::BadCid { id: id.clone(), cid: e.cid.clone() })?;
         entries.push(entry(id, cid)?);
@@ -111,8 +127,8 @@ pub fn build(store: &BlockStore, index_cid: Cid, index: &Index, known: &[Entry])
 
 /// Builds the history directory ([`build`]) and stores it; returns its CID (not pinned: see
 /// [`pin_latest`]).
-pub fn store(store: &BlockStore, index_cid: Cid, index: &Index, known: &[Entry]) -> Result<Cid, Error> {
-    let block = build(store, index_cid, index, known)?;
+pub fn store(store: &BlockStore, heads: Heads, index: &Index, known: &[Entry]) -> Result<Cid, Error> {
+    let block = build(store, heads, index, known)?;
     store.put(&block)?;
     Ok(*block.cid())
 }
@@ -158,12 +174,16 @@ mod tests {
         let big_bytes = vec![7u8; 3 * 1024 * 1024 + 5];
         let big = index.insert(archive(&store, 10, &big_bytes));
         let index_cid = put_file(&store, &index.encode()).unwrap();
-        let root = super::store(&store, index_cid, &index, &[]).unwrap();
+        let description = put_file(&store, b"signed description").unwrap();
+        let heads = Heads { index: index_cid, description: Some(description) };
+        let root = super::store(&store, heads, &index, &[]).unwrap();
 
         let bytes = store.get(&root).unwrap().unwrap();
         assert_eq!(resolve(root, &bytes).unwrap(), Announced::Root { root, index: index_cid });
+        let listed = entries_local(&store, root).unwrap();
+        assert!(listed.iter().any(|e| e.name == DESCRIPTION_ENTRY && e.cid == description));
         let entries = directory::read(&bytes).unwrap();
-        assert_eq!(entries.len(), 3);
+        assert_eq!(entries.len(), 4);
         let find = |n: &str| entries.iter().find(|e| e.name == n).unwrap().clone();
         assert_eq!(find(&small).tsize, 13);
         assert!(find(&big).tsize > big_bytes.len() as u64);
@@ -199,9 +219,10 @@ mod tests {
             cid: absent.to_string(),
         });
         let index_cid = put_file(&store, &index.encode()).unwrap();
-        assert!(matches!(build(&store, index_cid, &index, &[]), Err(Error::Unsized { .. })));
+        let heads = Heads { index: index_cid, description: None };
+        assert!(matches!(build(&store, heads, &index, &[]), Err(Error::Unsized { .. })));
         let known = [Entry { name: id.clone(), cid: absent, tsize: 24 }];
-        let root = build(&store, index_cid, &index, &known).unwrap();
+        let root = build(&store, heads, &index, &known).unwrap();
         assert_eq!(directory::lookup(root.data(), &id).unwrap().tsize, 24);
     }
 
@@ -211,12 +232,13 @@ mod tests {
         let state = ArchiveState::open(&crate::db::Db::memory()).unwrap();
         let c: CommunityId = crate::crypto::KeyPair::generate().public_hex().parse().unwrap();
         let first_index = put_file(&store, b"index one").unwrap();
-        let first = super::store(&store, first_index, &Index::default(), &[]).unwrap();
+        let heads = |index| Heads { index, description: None };
+        let first = super::store(&store, heads(first_index), &Index::default(), &[]).unwrap();
         assert!(pin_latest(&store, &state, &c, first).unwrap());
         assert!(pin_latest(&store, &state, &c, first).unwrap());
         assert_eq!(store.pins().unwrap().get(&first), Some(&1), "the same root is pinned once");
         let second_index = put_file(&store, b"index two").unwrap();
-        let second = super::store(&store, second_index, &Index::default(), &[]).unwrap();
+        let second = super::store(&store, heads(second_index), &Index::default(), &[]).unwrap();
         pin_latest(&store, &state, &c, second).unwrap();
         let pins = store.pins().unwrap();
         assert_eq!((pins.get(&first), pins.get(&second)), (None, Some(&1)));

@@ -226,9 +226,15 @@ impl Seeder {
         known: Vec<directory::Entry>,
     ) -> Result<Option<String>, Error> {
         let (blocks, state, index_root) = (self.blocks.clone(), self.state.clone(), parse_cid(index_cid)?);
+        let description = self.membership.description(&community)?.map(|d| d.bytes.clone());
         tokio::task::spawn_blocking(move || -> Result<Option<String>, Error> {
             let index = state.index(&community)?;
-            let root = match history::store(&blocks, index_root, &index, &known) {
+            let description = match description {
+                Some(bytes) => Some(super::store_sink::put_file(&blocks, &bytes).map_err(Error::Sink)?),
+                None => None,
+            };
+            let heads = history::Heads { index: index_root, description };
+            let root = match history::store(&blocks, heads, &index, &known) {
                 Ok(root) => root,
                 Err(history::Error::Directory(e @ directory::Error::TooLarge(_))) => {
                     tracing::warn!(%community, error = %e, "the history is announced by its index alone");

@@ -318,6 +318,9 @@ fn cancel(cid: Cid) -> Want {
 pub enum Scope {
     /// Every block under the root; the root is pinned and marked complete.
     Dag,
+    /// Every block under the root, not pinned: the caller pins it (a history root, pinned in
+    /// place of the previous one).
+    Held,
     /// The root block alone (a history root, whose entries the caller then fetches one by
     /// one); nothing is pinned.
     Block,
@@ -359,7 +362,7 @@ pub(super) async fn fetch(
         stats: FetchStats { root: root.to_string(), ..Default::default() },
         progress: Progress::default(),
         priority: i32::MAX,
-        follow: scope == Scope::Dag,
+        follow: scope != Scope::Block,
     };
 
     // What is missing locally: everything under a root we lack, or the walk's missing list.

@@ -95,6 +95,11 @@ pub struct ArchivesArgs {
     #[command(flatten)]
     data_dir: DataDirArg,
     community_id: String,
+    /// Print only the CID of the latest history root: the one CID to hand to `ipfs pin add` or
+    /// a pinning service to keep the community's whole history. Fails when the latest
+    /// announcement names no root (a control node before history roots) or this node lacks it.
+    #[arg(long)]
+    root: bool,
 }
 
 pub fn run(cmd: CommunityCommand) -> anyhow::Result<()> {
@@ -234,6 +239,24 @@ pub fn messages(a: MessagesArgs) -> anyhow::Result<()> {
 }
 
 pub fn archives(a: ArchivesArgs) -> anyhow::Result<()> {
+    if a.root {
+        let latest = with_daemon(&a.data_dir, async |e| {
+            Ok(e.call("archive_latestAnnouncement", json!({"communityId": a.community_id})).await?)
+        })?;
+        if latest.is_null() {
+            anyhow::bail!("no announcement of community {} accepted yet: no history to pin", a.community_id);
+        }
+        let Some(root) = latest["rootCid"].as_str() else {
+            anyhow::bail!(
+                "the latest announcement ({}) names no history root: its control node predates history roots, or this node has not fetched it yet",
+                latest["cid"].as_str().unwrap_or_default()
+            );
+        };
+        if latest["whole"] != true {
+            eprintln!("note: this node does not hold the whole history under {root} yet (a sync is running)");
+        }
+        return Ok(super::out(root)?);
+    }
     let rows = with_daemon(&a.data_dir, async |e| {
         let index = e.call("archive_index", json!({"communityId": a.community_id})).await?;
         let downloaded =

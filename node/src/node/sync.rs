@@ -111,14 +111,16 @@ impl Node {
             .blocking(move |n| {
                 let Some(record) = communities.get(&id)? else { return Ok(None) };
                 let cid = state.accepted(&id).map_err(SyncError::from)?.map(|s| s.announcement.cid);
-                if cid.is_none() {
-                    return Ok(Some((n.key_ring(&record)?, None, None)));
-                }
-                let members = n.description(&id)?.ok_or_else(|| SyncError::NoDescription(id.to_string()))?;
-                Ok(Some((n.key_ring(&record)?, cid, Some(members))))
+                Ok(Some((n.key_ring(&record)?, cid, n.description(&id)?)))
             })
             .await?;
         let Some((keys, announced, members)) = found else { return Ok(()) };
+        let members = match (&announced, members) {
+            (None, _) => None,
+            (Some(_), Some(members)) => Some(members),
+            // No community peer told us whose messages are valid: the history root says it.
+            (Some(cid), None) => Some(self.description_from_history(id, cid).await?),
+        };
         let concurrency = self.seeder.config.fetch_concurrency.max(1);
         let (to_import, mut queue) = mpsc::channel::<(String, Entry)>(concurrency);
         let index_keys = keys.clone();
@@ -175,9 +177,54 @@ impl Node {
         Ok(())
     }
 
+    /// The community's description taken from the history root `cid` names (its `description`
+    /// entry, verified and ordered like one from a peer): what lets a member import history no
+    /// community node is online to vouch for.
+    async fn description_from_history(
+        &self,
+        id: CommunityId,
+        cid: &str,
+    ) -> Result<std::sync::Arc<crate::membership::Signed>, Error> {
+        let no_description = move || Error::from(SyncError::NoDescription(id.to_string()));
+        let root: Cid = cid.parse().map_err(|e| index_err(cid, e))?;
+        self.fetch_retrying(id, root, Scope::Block).await?;
+        let entry = self
+            .blocking(move |n| {
+                let entries =
+                    history::entries_local(&n.blocks, root).map_err(|e| index_err(&root.to_string(), e))?;
+                Ok(entries.into_iter().find(|e| e.name == history::DESCRIPTION_ENTRY))
+            })
+            .await?
+            .ok_or_else(no_description)?;
+        // Its size as the root states it, bounded before a byte is fetched.
+        let limit = 2 * crate::membership::description::MAX_DESCRIPTION_BYTES as u64;
+        if entry.tsize > limit {
+            return Err(index_err(
+                cid,
+                format!("its description entry states {} bytes, over {limit}", entry.tsize),
+            ));
+        }
+        let entry = entry.cid;
+        self.fetch_retrying(id, entry, Scope::Dag).await?;
+        self.blocking(move |n| {
+            let mut bytes = Vec::new();
+            crate::blocks::files::cat(&n.blocks, entry, &mut bytes)
+                .map_err(|e| index_err(&root.to_string(), e))?;
+            n.receive_description(&id, &bytes)?;
+            n.description(&id)?.ok_or_else(no_description)
+        })
+        .await
+    }
+
     /// Pins the history root of a finished sync in place of the previous one, and provides it
     /// when this node holds all of it: the one CID an IPFS node pins to keep the history.
     async fn pin_history(&self, id: CommunityId, root: Cid) -> Result<(), Error> {
+        // What the root holds besides the archives (its description) is fetched too, so this
+        // node serves all of it.
+        let missing = self.blocking(move |n| Ok(n.blocks.missing(&root)?)).await?;
+        if !missing.is_empty() {
+            self.fetch_retrying(id, root, Scope::Held).await?;
+        }
         let whole = self
             .blocking(move |n| {
                 crate::archive::history::pin_latest(&n.blocks, &n.archive_state, &id, root)

@@ -131,11 +131,29 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
     })?;
     m.register_async_method("archive_latestAnnouncement", |p, ctx, _| async move {
         let id = params::community(&p)?;
-        let signed = ctx.node.archive_state().accepted(&id).map_err(failed)?;
-        RpcResult::Ok(signed.map_or(
-            Value::Null,
-            |s| json!({"clock": s.announcement.clock, "cid": s.announcement.cid, "envelope": b64(&s.bytes)}),
-        ))
+        let node = ctx.node.clone();
+        blocking(move || {
+            let Some(s) = node.archive_state().accepted(&id).map_err(failed)? else { return Ok(Value::Null) };
+            // What the announced CID names, when its block is here: a history root (the CID to
+            // pin) holding an index, or (an older control node) the index itself.
+            let announced: Option<crate::archive::history::Announced> = s
+                .announcement
+                .cid
+                .parse()
+                .ok()
+                .and_then(|c| crate::archive::history::resolve_local(node.blocks(), c).ok().flatten());
+            let whole = match announced.and_then(|a| a.root()) {
+                Some(root) => node.blocks().is_complete(&root).map_err(failed)?,
+                None => false,
+            };
+            Ok(json!({
+                "clock": s.announcement.clock, "cid": s.announcement.cid, "envelope": b64(&s.bytes),
+                "rootCid": announced.and_then(|a| a.root()).map(|c| c.to_string()),
+                "indexCid": announced.map(|a| a.index().to_string()),
+                "whole": whole,
+            }))
+        })
+        .await
     })?;
     m.register_async_method("archive_downloadedArchiveIds", |p, ctx, _| async move {
         let id = params::community(&p)?;
