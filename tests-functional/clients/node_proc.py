@@ -117,6 +117,15 @@ class HeliaServe(Proc):
         self.info = json.loads(self.first_line())
 
 
+class HeliaPin(Proc):
+    """A networked Helia that pinned `cid` from `addr` (helia.pins.add) and serves it:
+    `.info` has peer_id, addrs, cid, pinned, blocks, and entries (a directory's links)."""
+
+    def __init__(self, cid, addr, timeout_ms=120_000):
+        super().__init__(["node", "--import", "./shim.mjs", "helia-peer.mjs", "pin", cid, addr, "--timeout-ms", str(timeout_ms)], "helia-pin", cwd=helia.JS)
+        self.info = json.loads(self.first_line())
+
+
 def helia_fetch(cid, addr, timeout_ms=120_000) -> dict:
     """A networked Helia fetches `cid` from `addr`: {cid, size, sha256, seconds, mb_per_s}."""
     proc = subprocess.run(

@@ -11,6 +11,13 @@
 //     serves blocks over bitswap until stdin closes or SIGTERM/SIGINT arrives,
 //     stops cleanly and exits 0.
 //
+//   node --import ./shim.mjs helia-peer.mjs pin CID MULTIADDR [--timeout-ms T]
+//     Dials MULTIADDR, pins CID with helia.pins.add (which fetches every block
+//     of the DAG over bitswap), then prints ONE JSON line {"peer_id", "addrs",
+//     "cid", "pinned", "blocks", "entries"} (`entries`: name, cid and size of
+//     each link when the root is a directory, from unixfs ls) and serves the
+//     pinned blocks until stdin closes or a signal arrives, like serve.
+//
 //   node --import ./shim.mjs helia-peer.mjs fetch CID MULTIADDR [--out FILE]
 //       [--timeout-ms T] [--wait-peer-protocols]
 //     Dials MULTIADDR (another Helia, or the Rust node), streams
@@ -50,6 +57,7 @@ const DEBUG = process.env.DEBUG_BITSWAP != null && process.env.DEBUG_BITSWAP !==
 function usage () {
   return 'usage:\n' +
     '  helia-peer.mjs serve [--size N --seed S | FILE]\n' +
+    '  helia-peer.mjs pin CID MULTIADDR [--timeout-ms T]\n' +
     '  helia-peer.mjs fetch CID MULTIADDR [--out FILE] [--timeout-ms T] [--wait-peer-protocols]'
 }
 
@@ -118,16 +126,7 @@ async function serve (args) {
 
   const node = await createNode()
   const { helia, libp2p } = node
-  let exiting = false
-  const shutdown = (why) => {
-    if (exiting) return
-    exiting = true
-    if (DEBUG) process.stderr.write(`[bitswap] {"ev":"shutdown","why":"${why}"}\n`)
-    node.stop().then(() => process.exit(0), (err) => {
-      process.stderr.write(`helia-peer serve: error while stopping: ${err.stack ?? err}\n`)
-      process.exit(1)
-    })
-  }
+  const shutdown = stopper(node, 'serve')
   process.on('SIGTERM', () => shutdown('SIGTERM'))
   process.on('SIGINT', () => shutdown('SIGINT'))
 
@@ -144,11 +143,73 @@ async function serve (args) {
     throw err
   }
 
-  // Serve until stdin closes (EOF, or the parent going away) or a signal.
+  serveUntilExit(shutdown)
+}
+
+/** Serves until stdin closes (EOF, or the parent going away); `shutdown` stops the node. */
+function serveUntilExit (shutdown) {
   process.stdin.on('end', () => shutdown('stdin closed'))
   process.stdin.on('close', () => shutdown('stdin closed'))
   process.stdin.on('error', () => shutdown('stdin error'))
   process.stdin.resume()
+}
+
+/** A stopper that stops `node` once and exits. */
+function stopper (node, what) {
+  let exiting = false
+  return (why) => {
+    if (exiting) return
+    exiting = true
+    if (DEBUG) process.stderr.write(`[bitswap] {"ev":"shutdown","why":"${why}"}\n`)
+    node.stop().then(() => process.exit(0), (err) => {
+      process.stderr.write(`helia-peer ${what}: error while stopping: ${err.stack ?? err}\n`)
+      process.exit(1)
+    })
+  }
+}
+
+// ---------------------------------------------------------------- pin
+
+async function pin (args) {
+  let timeoutMs = 120_000
+  const pos = []
+  while (args.length > 0) {
+    const a = args.shift()
+    if (a === '--timeout-ms') timeoutMs = Number(args.shift())
+    else if (a.startsWith('--')) throw new Error(`unknown option ${a}\n${usage()}`)
+    else pos.push(a)
+  }
+  if (pos.length !== 2) throw new Error(usage())
+  const cid = CID.parse(pos[0])
+  const signal = AbortSignal.timeout(timeoutMs)
+  setMaxListeners(Infinity, signal)
+  const node = await createNode()
+  const { helia, libp2p } = node
+  const shutdown = stopper(node, 'pin')
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+  process.on('SIGINT', () => shutdown('SIGINT'))
+  try {
+    await libp2p.dial(multiaddr(pos[1]), { signal })
+    let blocks = 0
+    for await (const _ of helia.pins.add(cid, { signal })) blocks++ // eslint-disable-line no-unused-vars
+    const entries = []
+    const root = await unixfs(helia).stat(cid, { signal })
+    if (root.type === 'directory') {
+      for await (const e of unixfs(helia).ls(cid, { signal })) {
+        entries.push({ name: e.name, cid: e.cid.toString(), size: Number(e.size ?? 0) })
+      }
+    }
+    const peerId = libp2p.peerId.toString()
+    const addrs = libp2p.getMultiaddrs().map((ma) => ma.toString())
+      .map((s) => s.includes('/p2p/') ? s : `${s}/p2p/${peerId}`)
+    const pinned = await helia.pins.isPinned(cid, { signal })
+    process.stdout.write(JSON.stringify({ peer_id: peerId, addrs, cid: cid.toString(), pinned, blocks, entries }) + '\n')
+  } catch (err) {
+    await node.stop().catch(() => {})
+    if (signal.aborted) throw new Error(`pin timed out after ${timeoutMs} ms`)
+    throw err
+  }
+  serveUntilExit(shutdown)
 }
 
 // ---------------------------------------------------------------- fetch
@@ -423,6 +484,7 @@ async function main () {
   const mode = args.shift()
   if (mode === 'serve') await serve(args)
   else if (mode === 'fetch') await fetch(args)
+  else if (mode === 'pin') await pin(args)
   else throw new Error(usage())
 }
 
