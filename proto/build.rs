@@ -3,8 +3,13 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files =
-        ["proto/archive.proto", "proto/bitswap.proto", "proto/membership.proto", "proto/unixfs.proto"];
+    let files = [
+        "proto/archive.proto",
+        "proto/bitswap.proto",
+        "proto/ipns.proto",
+        "proto/membership.proto",
+        "proto/unixfs.proto",
+    ];
     for file in files {
         // Neither protox nor prost-build print rerun-if-changed themselves.
         println!("cargo:rerun-if-changed={file}");

@@ -37,6 +37,7 @@ pub mod data_dir;
 pub mod db;
 pub mod envelope;
 pub mod gossip;
+pub mod ipns;
 pub mod json;
 pub mod malloc;
 pub mod membership;

@@ -17,6 +17,10 @@ pub mod pb {
     pub mod unixfs {
         include!(concat!(env!("OUT_DIR"), "/unixfs.rs"));
     }
+    /// IPNS records.
+    pub mod ipns {
+        include!(concat!(env!("OUT_DIR"), "/ipns.rs"));
+    }
     /// The Bitswap 1.2.0 message.
     pub mod bitswap {
         include!(concat!(env!("OUT_DIR"), "/bitswap.rs"));

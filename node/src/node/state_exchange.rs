@@ -61,8 +61,12 @@ impl Node {
                     .map_err(|e| Error::Join(e.to_string()))?
                     .unwrap_or_default();
                 let description = n.description(&c)?.map(|d| d.bytes.clone()).unwrap_or_default();
-                Ok(pb::CommunityState { announcement: announcement.into(), description: description.into() }
-                    .encode_to_vec())
+                Ok(pb::CommunityState {
+                    announcement: announcement.into(),
+                    description: description.into(),
+                    ..Default::default()
+                }
+                .encode_to_vec())
             })
             .await
             .unwrap_or_default();
