@@ -64,6 +64,22 @@ fn seeds_are_real_encodings_that_decode() {
     let signed = announce::sign(&control, &Announcement { clock: 7, cid: "bafkqaaa".into() });
     assert_eq!(announce::verify(&community, &signed.bytes).expect("verifies").announcement.clock, 7);
     write(&dir, "announcement", "clock-7", &signed.bytes);
+    // An IPNS record of the community the target reads records against (secret [1; 32]).
+    let ipns_key = KeyPair::from_secret_bytes(&[1u8; 32]).expect("a valid secret");
+    let ipns_community: CommunityId = ipns_key.public_hex().parse().expect("a community id");
+    let now = archive_node::ipns::now_ns();
+    let hour = std::time::Duration::from_secs(3600);
+    let record = archive_node::ipns::create(
+        &ipns_key,
+        &archive_node::blocks::cid::raw(b"root"),
+        7,
+        now,
+        100_000 * hour,
+        hour,
+    )
+    .expect("a record");
+    assert!(archive_node::ipns::validate(&ipns_community, &record.bytes, now).is_ok());
+    write(&dir, "announcement", "ipns-record", &record.bytes);
 
     // A DAG of a few chunks: its dag-pb root, Bitswap messages carrying it, and its CAR.
     let store = BlockStore::memory(Config::default());
@@ -144,6 +160,7 @@ fn seeds_are_real_encodings_that_decode() {
                 .bytes
                 .into(),
             description: signed.bytes.clone().into(),
+            ..Default::default()
         };
         write(&dir, "membership", "state", &prost::Message::encode_to_vec(&state));
         let to_control = keys::seal_to_member(&community, &MemberKey::from_bytes(control.public()), &key);
