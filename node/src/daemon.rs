@@ -155,6 +155,10 @@ async fn forward_node_signals(node: Node, signals: Signals, cancel: Cancellation
                     names::ANNOUNCEMENT_ACCEPTED,
                     json!({"communityId": community.to_string(), "clock": clock, "cid": cid}),
                 ),
+                Ok(node::Event::IpnsAccepted { community, sequence, root, source }) => signals.emit(
+                    names::IPNS_ACCEPTED,
+                    json!({"communityId": community.to_string(), "sequence": sequence, "rootCid": root, "peerId": source.map(|p| p.to_string())}),
+                ),
                 Ok(node::Event::IndexDownloaded { community, cid, root }) => signals.emit(
                     names::INDEX_DOWNLOADED,
                     json!({"communityId": community.to_string(), "indexCid": cid, "rootCid": root}),

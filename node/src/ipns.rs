@@ -111,6 +111,18 @@ pub fn routing_key(community: &CommunityId) -> Result<Vec<u8>, Error> {
     Ok(key)
 }
 
+/// The community whose name a DHT key (`/ipns/` + multihash) is, when the name inlines a
+/// secp256k1 key (the only names this node keeps records of).
+pub fn community_of(routing_key: &[u8]) -> Option<CommunityId> {
+    let name = PeerId::from_bytes(routing_key.strip_prefix(b"/ipns/")?).ok()?;
+    let hash = multihash::Multihash::<64>::from_bytes(&name.to_bytes()).ok()?;
+    if hash.code() != 0x00 {
+        return None;
+    }
+    let key = identity::PublicKey::try_decode_protobuf(hash.digest()).ok()?.try_into_secp256k1().ok()?;
+    Some(CommunityId::from_bytes(key.to_bytes()))
+}
+
 fn public_key(community: &CommunityId) -> Result<identity::PublicKey, Error> {
     let key =
         secp256k1::PublicKey::try_from_bytes(community.as_bytes()).map_err(|e| Error::Key(e.to_string()))?;
@@ -247,6 +259,9 @@ mod tests {
         let name = name(&id).unwrap();
         assert_eq!(name.to_bytes()[0], 0x00, "identity multihash");
         assert!(routing_key(&id).unwrap().starts_with(b"/ipns/"));
+        assert_eq!(community_of(&routing_key(&id).unwrap()), Some(id));
+        assert_eq!(community_of(b"/ipns/not a peer id"), None);
+        assert_eq!(community_of(b"/pk/whatever"), None);
     }
 
     #[test]

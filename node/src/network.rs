@@ -22,12 +22,13 @@ pub mod keys;
 pub mod muxer;
 pub mod pending;
 pub mod reachability;
+pub mod records;
 pub mod state_codec;
 
 pub use command::{Client, PeerInfo};
 pub use config::{Config, KadMode, RelayConfig};
 pub use connections::Link;
-pub use event_loop::{start, Started};
+pub use event_loop::{start, Found, Started};
 pub use libp2p::{Multiaddr, PeerId};
 
 /// Heartbeats gossipsub keeps a message (also one not validated yet): long enough for a message
@@ -48,6 +49,9 @@ pub enum Event {
     ListeningOn(Multiaddr),
     /// The peer told us the protocols it speaks.
     PeerIdentified { peer: PeerId, protocols: Vec<String> },
+    /// A peer put a record to us and it was admitted ([`records::admit`]): a valid IPNS record of
+    /// a community name, newer than the one held.
+    RecordStored { key: Vec<u8>, value: Vec<u8>, source: PeerId },
 }
 
 /// What peers ask of the node and wait on it for: on its own bounded queue (never a broadcast

@@ -3,6 +3,7 @@
 
 mod counters;
 pub mod discovery;
+pub mod ipns;
 mod membership;
 mod state_exchange;
 mod sync;
@@ -52,6 +53,8 @@ pub enum Event {
     MessageStored { community: CommunityId, hash: [u8; 32], received: bool },
     /// A newer announcement of the community's index was accepted.
     AnnouncementAccepted { community: CommunityId, clock: u64, cid: String },
+    /// A newer IPNS record of the community's name was kept (`source`: the peer that gave it).
+    IpnsAccepted { community: CommunityId, sequence: u64, root: String, source: Option<libp2p::PeerId> },
     /// An announcement failed verification (forged or malformed).
     AnnouncementRejected { community: CommunityId, source: PeerId, reason: String },
     /// A member fetched the index an announcement names.
@@ -303,6 +306,7 @@ impl Node {
         tokio::spawn(node.clone().reprovide_loop());
         tokio::spawn(node.clone().stalled_sync_loop());
         tokio::spawn(node.clone().discovery_loop());
+        tokio::spawn(node.clone().ipns_loop());
         Ok(node)
     }
 
@@ -609,6 +613,15 @@ impl Node {
                     }
                     Ok(network::Event::PeerDisconnected(peer)) => self.bitswap.peer_disconnected(&peer),
                     Ok(network::Event::PeerDirect(_)) => self.retry_stalled_syncs(),
+                    Ok(network::Event::RecordStored { key, value, source }) => {
+                        if let Some(id) = crate::ipns::community_of(&key) {
+                            let node = self.clone();
+                            let r = tokio::task::spawn_blocking(move || node.receive_ipns(&id, &value, Some(source))).await;
+                            if let Ok(Err(e)) = r {
+                                tracing::warn!(community = %id, error = %e, "cannot keep an IPNS record");
+                            }
+                        }
+                    }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         // Only notices (peers came and went) travel here: missed ones cost a pull

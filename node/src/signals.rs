@@ -28,6 +28,8 @@ pub mod names {
     pub const IMPORT_STARTED: &str = "community.importingHistoryArchiveMessagesStarted";
     pub const IMPORT_FINISHED: &str = "community.importingHistoryArchiveMessagesFinished";
     pub const ANNOUNCEMENT_ACCEPTED: &str = "community.archiveAnnouncementAccepted";
+    /// A newer IPNS record of a community's history root was kept (archive-node's own).
+    pub const IPNS_ACCEPTED: &str = "community.ipnsRecordAccepted";
     pub const ANNOUNCEMENT_REJECTED: &str = "community.archiveAnnouncementRejected";
     pub const DESCRIPTION_UPDATED: &str = "community.descriptionUpdated";
     pub const MEMBER_JOINED: &str = "community.memberJoined";

@@ -201,3 +201,66 @@ async fn a_node_that_pinned_the_root_alone_serves_the_whole_history_and_its_desc
 fn pinner_messages_expected(round: &archive_node::archive::Outcome) -> usize {
     round.archives.iter().map(|a| a.messages).sum()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_finds_the_history_by_its_ipns_name_on_a_dht_node_alone() {
+    let (control, id, invite, round) = control_with_history().await;
+    let root: archive_node::blocks::cid::Cid = round.root_cid.clone().unwrap().parse().unwrap();
+    // A DHT server outside the community, holding the history (an IPFS node that pinned it).
+    let pinner = start_dht_server().await;
+    let control_addr = control.node.network().listen_addrs().await.unwrap()[0].clone();
+    let (tx, _rx) = tokio::sync::watch::channel(archive_node::bitswap::Progress::default());
+    pinner.node.fetch(root, &[control_addr], tx).await.unwrap();
+    // The control node puts its record to the DHT: the pinner is the closest (only) server.
+    let mut stored = pinner.node.network().subscribe();
+    let published = control.node.seeder().publish_ipns(id).await.unwrap().expect("a record of the root");
+    assert_eq!((published.root, published.sequence), (root, round_clock(&control, id)));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(archive_node::network::Event::RecordStored { value, .. }) = stored.recv().await {
+                if value == published.bytes {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the pinner admitted the record");
+    control.node.shutdown();
+
+    // A member that knows only the invite and the pinner: no announcement reaches it.
+    let member = start(1).await;
+    let mut events = member.node.subscribe();
+    member.node.join_community(invite).await.unwrap();
+    member.node.network().dial(pinner.node.network().listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    let resolved = member.node.resolve_ipns(id).await.unwrap().expect("the name resolves");
+    assert_eq!(resolved.record.root, root);
+    assert_eq!(resolved.source, Some(pinner.node.network().local_peer_id()));
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(Event::DownloadingFinished { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the member syncs the history the name points to");
+    let theirs = member.node.messages().query(&id, &Query::default()).unwrap().messages;
+    assert_eq!(theirs.len(), pinner_messages_expected(&round));
+    assert!(member.node.archive_state().accepted(&id).unwrap().is_none(), "no announcement was ever seen");
+    assert_eq!(member.node.latest_history(&id).unwrap().map(|(_, c)| c), Some(root.to_string()));
+}
+
+/// A node serving the DHT from the start (a public node, as IPFS DHT servers are).
+async fn start_dht_server() -> TestNode {
+    let mut c = Config { gossip: archive_node::gossip::Config::fast_for_tests(), ..Config::default() };
+    c.network.kad_mode = archive_node::network::KadMode::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&DataDir::new(dir.path()), c, CancellationToken::new()).await.unwrap();
+    TestNode { node, _dir: dir }
+}
+
+/// The clock of the control node's accepted announcement.
+fn round_clock(control: &TestNode, id: archive_node::community::CommunityId) -> u64 {
+    control.node.archive_state().accepted(&id).unwrap().unwrap().announcement.clock
+}

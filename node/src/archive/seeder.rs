@@ -44,6 +44,13 @@ pub struct Config {
     pub fetch_concurrency: usize,
     /// Most messages a member imports per second; 0 imports at storage speed.
     pub import_rate: u64,
+    /// How long an IPNS record of the history root stays valid, seconds (the control node
+    /// issues a fresh one when half of it has passed).
+    pub ipns_validity_secs: u64,
+    /// How long others may cache an IPNS record before they look for a newer one, seconds.
+    pub ipns_ttl_secs: u64,
+    /// How often every node puts the latest IPNS record it holds to the DHT again, seconds.
+    pub ipns_republish_secs: u64,
 }
 
 impl Default for Config {
@@ -53,6 +60,9 @@ impl Default for Config {
             republish_interval_secs: 300,
             fetch_concurrency: 4,
             import_rate: 0,
+            ipns_validity_secs: 48 * 3600,
+            ipns_ttl_secs: 3600,
+            ipns_republish_secs: 4 * 3600,
         }
     }
 }
@@ -113,6 +123,8 @@ pub enum Error {
     Network(#[from] network::Error),
     #[error("the announced index {cid} is not a CID: {reason}")]
     Cid { cid: String, reason: String },
+    #[error("IPNS record: {0}")]
+    Ipns(String),
     #[error("a storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -426,7 +438,59 @@ impl Seeder {
         let a = Announcement { clock: clock.issue(now().as_millis() as u64), cid };
         let signed = announce::sign(&key, &a);
         self.state.accept_announcement(&community, &signed.bytes, clock)?;
-        Ok(self.network.publish(gossip::archives_topic(&community), signed.bytes).await?)
+        self.network.publish(gossip::archives_topic(&community), signed.bytes).await?;
+        // The DHT put waits on peers' answers: the round does not.
+        let seeder = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = seeder.publish_ipns(community).await {
+                tracing::warn!(%community, error = %e, "cannot publish the IPNS record of the history");
+            }
+        });
+        Ok(())
+    }
+
+    /// Puts the IPNS record of the latest announced history root to the DHT, issuing a new one
+    /// (sequence = the announcement's clock) unless the record held names that announcement and
+    /// has more than half its validity left. Returns the record put; `None` when the latest
+    /// announcement names no history root (an index alone) or this node does not control the
+    /// community.
+    pub async fn publish_ipns(&self, community: CommunityId) -> Result<Option<crate::ipns::Record>, Error> {
+        let Some(key) = self.communities.get(&community)?.map(|r| r.control_key()).transpose()?.flatten()
+        else {
+            return Ok(None);
+        };
+        let Some(signed) = self.state.accepted(&community)? else { return Ok(None) };
+        let announced = parse_cid(&signed.announcement.cid)?;
+        let blocks = self.blocks.clone();
+        let Some(root) = tokio::task::spawn_blocking(move || history::resolve_local(&blocks, announced))
+            .await??
+            .and_then(|a| a.root())
+        else {
+            return Ok(None);
+        };
+        let now = crate::ipns::now_ns();
+        let validity = Duration::from_secs(self.config.ipns_validity_secs.max(60));
+        let held =
+            self.state.ipns_record(&community)?.and_then(|b| crate::ipns::validate(&community, &b, now).ok());
+        let record = match held {
+            Some(r)
+                if r.sequence == signed.announcement.clock
+                    && r.root == root
+                    && r.validity_ns - now > validity.as_nanos() as i128 / 2 =>
+            {
+                r
+            }
+            _ => {
+                let ttl = Duration::from_secs(self.config.ipns_ttl_secs);
+                let r = crate::ipns::create(&key, &root, signed.announcement.clock, now, validity, ttl)
+                    .map_err(|e| Error::Ipns(e.to_string()))?;
+                self.state.set_ipns_record(&community, &r.bytes)?;
+                r
+            }
+        };
+        let name = crate::ipns::routing_key(&community).map_err(|e| Error::Ipns(e.to_string()))?;
+        self.network.put_record(name, record.bytes.clone()).await?;
+        Ok(Some(record))
     }
 
     /// Runs rounds when due and re-publishes, until cancelled.

@@ -13,6 +13,7 @@ const CLOCK: &[u8] = b"clock/";
 const DOWNLOADED: &[u8] = b"downloaded/";
 const ANNOUNCEMENT: &[u8] = b"announcement/";
 const ROOT: &[u8] = b"root/";
+const IPNS: &[u8] = b"ipns/";
 
 /// Errors of the archive state.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +163,19 @@ impl ArchiveState {
     /// Records the history root pinned last, durably.
     pub fn set_root(&self, community: &CommunityId, root: &crate::blocks::cid::Cid) -> Result<(), Error> {
         self.tree.insert(&key(ROOT, community, &[]), root.to_string().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The latest IPNS record of the community's name this node accepted (or made), as bytes:
+    /// read again through [`crate::ipns::validate`].
+    pub fn ipns_record(&self, community: &CommunityId) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.tree.get(&key(IPNS, community, &[]))?.map(|v| v.to_vec()))
+    }
+
+    /// Records the latest IPNS record, durably.
+    pub fn set_ipns_record(&self, community: &CommunityId, record: &[u8]) -> Result<(), Error> {
+        self.tree.insert(&key(IPNS, community, &[]), record)?;
         self.db.flush()?;
         Ok(())
     }

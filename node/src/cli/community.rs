@@ -58,6 +58,14 @@ pub enum CommunityCommand {
         data_dir: DataDirArg,
         community_id: String,
     },
+    /// Look up the community's IPNS name on the DHT and print, as JSON, the latest valid record
+    /// (the history root it names, its sequence = the announcement clock, validity, TTL) and
+    /// where it came from (`dht` and the peer, or `local`). Through the daemon.
+    Resolve {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        community_id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -144,6 +152,15 @@ pub fn run(cmd: CommunityCommand) -> anyhow::Result<()> {
         }
         CommunityCommand::Membership(m) => super::membership::run(m),
         CommunityCommand::Sync { data_dir, community_id } => sync(&data_dir, &community_id),
+        CommunityCommand::Resolve { data_dir, community_id } => {
+            let v = with_daemon(&data_dir, async |e| {
+                Ok(e.call("archive_resolve", json!({"communityId": community_id})).await?)
+            })?;
+            if v.is_null() {
+                anyhow::bail!("no valid IPNS record of community {community_id} on the DHT or here");
+            }
+            Ok(super::out(v)?)
+        }
     }
 }
 

@@ -71,6 +71,9 @@ impl Behaviour {
             .map_err(|e| Error::Setup(format!("kad protocol {:?}: {e}", config.kad_protocol)))?;
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(DHT_QUERY_TIMEOUT);
+        // Records and provider records peers put to us are stored only after our checks
+        // (event_loop/records.rs).
+        kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         let mut kad = kad::Behaviour::with_config(peer, super::kad_store::SplitStore::new(peer), kad_config);
         // Auto: the event loop sets the mode from our reachability (see `reachability.rs`).
         kad.set_mode(match config.kad_mode {

@@ -18,6 +18,8 @@ pub(super) enum Command {
     Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
     Provide { cid: Cid, reply: oneshot::Sender<Result<(), Error>> },
     FindProviders { cid: Cid, reply: oneshot::Sender<Result<Vec<PeerId>, Error>> },
+    PutRecord { key: Vec<u8>, value: Vec<u8>, reply: oneshot::Sender<Result<(), Error>> },
+    GetRecords { key: Vec<u8>, reply: oneshot::Sender<Result<Vec<super::Found>, Error>> },
     Subscribe { topic: String, subscribe: bool },
     Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), Error>> },
     Report { id: Vec<u8>, source: PeerId, verdict: crate::gossip::Verdict },
@@ -114,6 +116,17 @@ impl Client {
     /// Peers the DHT knows to provide `cid`.
     pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>, Error> {
         self.ask(|reply| Command::FindProviders { cid, reply }).await?
+    }
+
+    /// Stores a record on the DHT (here, and at the peers closest to its key).
+    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), Error> {
+        self.ask(|reply| Command::PutRecord { key, value, reply }).await?
+    }
+
+    /// The records stored under `key`: ours, and those the peers closest to it answer with
+    /// (each with the peer that gave it), unchecked: the caller validates.
+    pub async fn get_records(&self, key: Vec<u8>) -> Result<Vec<super::Found>, Error> {
+        self.ask(|reply| Command::GetRecords { key, reply }).await?
     }
 
     /// Joins (or leaves) a gossip topic.

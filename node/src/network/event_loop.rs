@@ -10,6 +10,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 mod nat;
+mod records;
+
+pub use records::Found;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Client, Command, PeerInfo, Status, COMMAND_QUEUE};
@@ -109,6 +112,7 @@ pub async fn start(
         pending_dials: HashMap::new(),
         pending_provides: HashMap::new(),
         pending_providers: HashMap::new(),
+        records: records::Queries::default(),
         pending_publishes: Pending::default(),
         pending_requests: HashMap::new(),
         inbound_requests: HashMap::new(),
@@ -162,6 +166,8 @@ struct EventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<Result<(), Error>>>,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, ProvidersReply)>,
+    /// Record puts and gets under way.
+    records: records::Queries,
     /// Publishes made before any peer subscribed to their topic, flushed on `Subscribed`.
     pending_publishes: Pending,
     pending_requests: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, Error>>>,
@@ -372,6 +378,8 @@ impl EventLoop {
                     }
                 }
             }
+            Command::PutRecord { key, value, reply } => self.put_record(key, value, reply),
+            Command::GetRecords { key, reply } => self.get_records(key, reply),
             Command::FindProviders { cid, reply } => {
                 let q =
                     self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&cid.hash().to_bytes()));
@@ -562,8 +570,21 @@ impl EventLoop {
     }
 
     fn on_kad_event(&mut self, ev: kad::Event) {
-        let kad::Event::OutboundQueryProgressed { id, result, step, .. } = ev else { return };
+        let (id, result, step) = match ev {
+            kad::Event::OutboundQueryProgressed { id, result, step, .. } => (id, result, step),
+            kad::Event::InboundRequest {
+                request: kad::InboundRequest::PutRecord { source, record: Some(r), .. },
+            } => {
+                return self.on_inbound_put(source, r);
+            }
+            kad::Event::InboundRequest { request: kad::InboundRequest::AddProvider { record: Some(r) } } => {
+                return self.on_inbound_provider(r);
+            }
+            _ => return,
+        };
         match result {
+            kad::QueryResult::PutRecord(r) => self.on_put_result(id, r),
+            kad::QueryResult::GetRecord(r) => self.on_get_result(id, r, step.last),
             kad::QueryResult::StartProviding(r) => {
                 if let Some(reply) = self.pending_provides.remove(&id) {
                     // With no peer in the routing table the record is still stored locally and

@@ -2,8 +2,9 @@
 //! community it joined, and looks up that key's providers at join, at start and every
 //! [`DISCOVERY_INTERVAL`], connecting to up to [`COMMUNITY_PEERS`] of them. A member that knows
 //! only the invite and one bootstrap node finds the rest. Providing again each round keeps the
-//! record's addresses current (a relayed address appears once a reservation holds). Each
-//! round also retries the syncs that found nobody to fetch from.
+//! record's addresses current (a relayed address appears once a reservation holds). A member
+//! that knows no history yet also looks up the community's IPNS name, and every member does
+//! every [`super::ipns::RESOLVE_INTERVAL`].
 
 use std::time::Duration;
 
@@ -53,12 +54,34 @@ impl Node {
         if new > 0 {
             tracing::info!(community = %id, new, "found peers of the community");
         }
+        // No community peer told us of any history yet: the IPNS name may, from any DHT node.
+        let unknown = self.blocking(move |n| Ok(n.latest_history(&id)?.is_none())).await.unwrap_or(false);
+        if unknown {
+            self.resolve_quietly(id).await;
+        }
         new
+    }
+
+    /// Looks up the community's IPNS name (not for a community this node controls: it makes
+    /// the records), logging a failure.
+    async fn resolve_quietly(&self, id: CommunityId) {
+        let controlled = self
+            .blocking(move |n| Ok(n.communities.get(&id)?.is_some_and(|r| r.control_secret.is_some())))
+            .await
+            .unwrap_or(true);
+        if controlled {
+            return;
+        }
+        if let Err(e) = self.resolve_ipns(id).await {
+            tracing::debug!(community = %id, error = %e, "IPNS lookup failed");
+        }
     }
 
     /// Discovers the peers of every joined community, now and every [`DISCOVERY_INTERVAL`].
     pub(super) async fn discovery_loop(self) {
         let mut tick = tokio::time::interval(DISCOVERY_INTERVAL);
+        let resolve_every = (super::ipns::RESOLVE_INTERVAL.as_secs() / DISCOVERY_INTERVAL.as_secs()).max(1);
+        let mut round = 0u64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -77,8 +100,15 @@ impl Node {
                     continue;
                 }
             };
+            // Each round, and every few rounds the IPNS names too (a newer history than any
+            // community peer told of).
+            let resolve = round % resolve_every == resolve_every - 1;
+            round += 1;
             for id in ids {
                 self.discover(id).await;
+                if resolve {
+                    self.resolve_quietly(id).await;
+                }
             }
         }
     }

@@ -38,6 +38,9 @@ impl Node {
                     if !state.announcement.is_empty() {
                         n.receive_announcement(&c, &state.announcement, peer)?;
                     }
+                    if !state.ipns_record.is_empty() {
+                        n.receive_ipns(&c, &state.ipns_record, Some(peer))?;
+                    }
                     Ok(())
                 })
                 .await;
@@ -61,10 +64,11 @@ impl Node {
                     .map_err(|e| Error::Join(e.to_string()))?
                     .unwrap_or_default();
                 let description = n.description(&c)?.map(|d| d.bytes.clone()).unwrap_or_default();
+                let ipns_record = n.ipns_record(&c)?.map(|r| r.bytes).unwrap_or_default();
                 Ok(pb::CommunityState {
                     announcement: announcement.into(),
                     description: description.into(),
-                    ..Default::default()
+                    ipns_record: ipns_record.into(),
                 }
                 .encode_to_vec())
             })

@@ -106,11 +106,11 @@ impl Node {
     /// first, and imports every downloaded archive not imported yet (also those a crash left).
     /// Fetched blocks stay pinned and are provided, so members serve each other.
     pub async fn sync_community(&self, id: CommunityId) -> Result<(), Error> {
-        let (state, communities) = (self.archive_state.clone(), self.communities.clone());
+        let communities = self.communities.clone();
         let found = self
             .blocking(move |n| {
                 let Some(record) = communities.get(&id)? else { return Ok(None) };
-                let cid = state.accepted(&id).map_err(SyncError::from)?.map(|s| s.announcement.cid);
+                let cid = n.latest_history(&id)?.map(|(_, cid)| cid);
                 Ok(Some((n.key_ring(&record)?, cid, n.description(&id)?)))
             })
             .await?;
@@ -415,13 +415,12 @@ impl Node {
         index.archives.get(archive_id).cloned().ok_or_else(|| archive_err(archive_id, "not in the index"))
     }
 
-    /// The index the community's accepted announcement names, read from the block store with
-    /// the community's keys (blocking); `None` before any announcement was accepted.
+    /// The index the community's latest history names (accepted announcement or IPNS record),
+    /// read from the block store with the community's keys (blocking); `None` before any.
     pub fn current_index(&self, id: &CommunityId) -> Result<Option<Index>, Error> {
-        let Some(signed) = self.archive_state.accepted(id).map_err(SyncError::from)? else {
+        let Some((_, cid)) = self.latest_history(id)? else {
             return Ok(None);
         };
-        let cid = signed.announcement.cid;
         let announced: Cid = cid.parse().map_err(|e| index_err(&cid, e))?;
         let index = history::resolve_local(&self.blocks, announced)
             .map_err(|e| index_err(&cid, e))?

@@ -155,6 +155,23 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         })
         .await
     })?;
+    m.register_async_method("archive_resolve", |p, ctx, _| async move {
+        let id = params::community(&p)?;
+        let resolved = ctx.node.resolve_ipns(id).await.map_err(failed)?;
+        let name = crate::ipns::name(&id).map_err(failed)?;
+        RpcResult::Ok(resolved.map_or(Value::Null, |r| {
+            json!({
+                "name": format!("/ipns/{name}"),
+                "rootCid": r.record.root.to_string(),
+                "sequence": r.record.sequence,
+                "validity": r.record.validity(),
+                "ttlSecs": r.record.ttl_ns / 1_000_000_000,
+                "source": if r.source.is_some() { "dht" } else { "local" },
+                "peerId": r.source.map(|p| p.to_string()),
+                "record": b64(&r.record.bytes),
+            })
+        }))
+    })?;
     m.register_async_method("archive_downloadedArchiveIds", |p, ctx, _| async move {
         let id = params::community(&p)?;
         let downloaded = ctx.node.archive_state().downloaded(&id).map_err(failed)?;

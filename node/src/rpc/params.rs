@@ -42,6 +42,7 @@ const COMMUNITY_ONLY: &[&str] = &[
     "archive_createNow",
     "archive_getInterval",
     "archive_latestAnnouncement",
+    "archive_resolve",
     "archive_downloadedArchiveIds",
     "archive_importProgress",
     "archive_hasCommunityArchive",
