@@ -616,7 +616,7 @@ impl Node {
                     Ok(network::Event::RecordStored { key, value, source }) => {
                         if let Some(id) = crate::ipns::community_of(&key) {
                             let node = self.clone();
-                            let r = tokio::task::spawn_blocking(move || node.receive_ipns(&id, &value, Some(source))).await;
+                            let r = tokio::task::spawn_blocking(move || node.receive_ipns(&id, &value, Some(source), true)).await;
                             if let Ok(Err(e)) = r {
                                 tracing::warn!(community = %id, error = %e, "cannot keep an IPNS record");
                             }

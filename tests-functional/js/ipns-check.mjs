@@ -14,7 +14,7 @@ import { writeFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createIPNSRecord, ipnsValidator, IPNSEntry, multihashToIPNSRoutingKey } from '@helia/ipns'
-import { privateKeyFromProtobuf, publicKeyFromRaw } from '@libp2p/crypto/keys'
+import { privateKeyFromProtobuf, publicKeyFromProtobuf, publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { decode as cborDecode } from '@ipld/dag-cbor'
 
 const hex = (s) => Uint8Array.from(Buffer.from(s, 'hex'))
@@ -52,7 +52,8 @@ async function validate (pubHex, recordB64) {
   const bytes = Uint8Array.from(Buffer.from(recordB64, 'base64'))
   const routingKey = multihashToIPNSRoutingKey(key.toMultihash())
   try {
-    const record = await ipnsValidator(routingKey, bytes)
+    const keychain = { loadPublicKeyFromProtobuf: async (buf) => publicKeyFromProtobuf(buf) }
+    const record = await ipnsValidator(routingKey, bytes, keychain)
     const data = cborDecode(record.data)
     process.stdout.write(JSON.stringify({
       valid: true,

@@ -10,7 +10,9 @@ import pytest
 from clients import kubo
 from clients.cli import Cli
 from clients.node_proc import HeliaPin
-from steps.communities import archive_now, create, send_over_seconds
+from clients.dht_peer import DhtPeer, wait_resolved
+from clients.signals import SignalListener
+from steps.communities import all_messages, archive_now, create, send_over_seconds
 
 ARCHIVES = "[archive]\npartition_secs = 1\n"
 
@@ -53,6 +55,50 @@ def test_helia_pins_the_whole_history_with_one_cid(daemons, node_bin):
         assert info["blocks"] == stat["blocks"], "Helia pinned every block of the history"
     finally:
         assert helia.stop() == 0
+
+
+IPFS_DHT = '[network]\nkad_protocol = "/ipfs/kad/1.0.0"\nkad_mode = "server"\n'
+
+
+def test_kubo_serves_the_history_a_name_on_the_dht_points_to(daemons, node_bin, tmp_path):
+    """The IPFS network as storage: the community's IPNS name lives on a DHT server (Helia; kubo
+    as a library runs its DHT as a client only, so it cannot hold the name) and the blocks on
+    kubo, which pinned the root. With the control node gone, a new member resolves the name on
+    the DHT and syncs every archive from kubo (Helia holds no block)."""
+    if (reason := kubo.unavailable()) is not None:
+        pytest.skip(reason)
+    dht = DhtPeer()
+    try:
+        with kubo.Kubo(tmp_path / "kubo") as peer:
+            control = daemons(extra_config=ARCHIVES + IPFS_DHT)
+            created = create(control, "kept by kubo")
+            cid = created["communityId"]
+            dht.call("dial", addr=control.addr)
+            sent = send_over_seconds(control, cid, seconds=2, per_second=2, size=1500)
+            round_ = archive_now(control, cid, sent[-1]["timestamp"])
+            peer.connect(control.addr)
+            peer.pin(round_["rootCid"], timeout=120)
+            history = all_messages(control, cid)
+            stat = control.rpc.call("blocks_stat", {"cid": round_["rootCid"]})
+            # The put runs after the round: wait until the DHT node holds the record.
+            wait_resolved(dht, cid[2:], round_["rootCid"])
+            assert control.terminate() == 0
+
+            member = daemons(extra_config=ARCHIVES + IPFS_DHT, bootstrap=dht.addrs[0])
+            member.rpc.call("node_connect", {"multiaddr": peer.addrs[0]})
+            on_member = SignalListener(member.url, member.token)
+            try:
+                member.rpc.call("community_join", {"invite": created["invite"]})
+                kept = on_member.wait_for_signal("community.ipnsRecordAccepted", lambda e: e["communityId"] == cid, timeout=120)
+                assert (kept["rootCid"], kept["peerId"]) == (round_["rootCid"], dht.peer_id)
+                on_member.wait_for_signal("community.downloadingHistoryArchivesFinished", lambda e: e["communityId"] == cid, timeout=120)
+            finally:
+                on_member.close()
+            assert all_messages(member, cid) == history, "exactly the control node's messages"
+            got = member.rpc.call("blocks_stat", {"cid": round_["rootCid"]})
+            assert (got["complete"], got["blocks"]) == (True, stat["blocks"]), "the whole history came from kubo"
+    finally:
+        dht.stop()
 
 
 def test_kubo_pins_the_history_and_serves_it_when_the_community_is_gone(daemons, node_bin, tmp_path):

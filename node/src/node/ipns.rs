@@ -38,12 +38,15 @@ impl Node {
 
     /// A record of the community's name from `source` (blocking): kept when valid and ranked
     /// above the one held; when it names a newer history than the accepted announcement, the
-    /// history syncs. Returns whether it was kept.
+    /// history syncs. A kept record that is not in our DHT store yet (`in_dht` false: it came from
+    /// a lookup or a peer's state answer) is put there, so this node serves it, and refuses older
+    /// ones put to it. Returns whether it was kept.
     pub(super) fn receive_ipns(
         &self,
         id: &CommunityId,
         bytes: &[u8],
         source: Option<PeerId>,
+        in_dht: bool,
     ) -> Result<bool, Error> {
         if self.communities.get(id)?.is_none() {
             return Ok(false);
@@ -59,6 +62,16 @@ impl Node {
             return Ok(false);
         }
         self.archive_state.set_ipns_record(id, bytes).map_err(SyncError::from)?;
+        if !in_dht {
+            if let (Ok(rt), Ok(key)) = (tokio::runtime::Handle::try_current(), ipns::routing_key(id)) {
+                let (network, value, id) = (self.network.clone(), bytes.to_vec(), *id);
+                rt.spawn(async move {
+                    if let Err(e) = network.put_record(key, value).await {
+                        tracing::debug!(community = %id, error = %e, "cannot put the IPNS record to the DHT");
+                    }
+                });
+            }
+        }
         let announced =
             self.archive_state.accepted(id).map_err(SyncError::from)?.map(|s| s.announcement.clock);
         let _ = self.events.send(Event::IpnsAccepted {
@@ -111,7 +124,7 @@ impl Node {
             return Ok(self.ipns_record(&id)?.map(|record| Resolved { record, source: None }));
         };
         let (bytes, source) = (best.record.bytes.clone(), best.source);
-        let kept = self.blocking(move |n| n.receive_ipns(&id, &bytes, source)).await?;
+        let kept = self.blocking(move |n| n.receive_ipns(&id, &bytes, source, false)).await?;
         if kept {
             tracing::info!(community = %id, sequence = best.record.sequence, root = %best.record.root, peer = ?source, "resolved the community's IPNS name");
         }

@@ -39,7 +39,7 @@ impl Node {
                         n.receive_announcement(&c, &state.announcement, peer)?;
                     }
                     if !state.ipns_record.is_empty() {
-                        n.receive_ipns(&c, &state.ipns_record, Some(peer))?;
+                        n.receive_ipns(&c, &state.ipns_record, Some(peer), false)?;
                     }
                     Ok(())
                 })
