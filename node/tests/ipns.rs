@@ -74,6 +74,7 @@ async fn forged_expired_and_replayed_records_are_neither_stored_nor_served() {
     asker.node.network().dial(target_addr).await.unwrap();
     let found = asker.node.network().get_records(name).await.unwrap();
     let target_id = target.node.network().local_peer_id();
-    let served: Vec<_> = found.iter().filter(|(p, _)| *p == Some(target_id)).map(|(_, v)| v.clone()).collect();
+    let served: Vec<_> =
+        found.iter().filter(|(p, _)| *p == Some(target_id)).map(|(_, v)| v.clone()).collect();
     assert_eq!(served, vec![newer.bytes.clone()]);
 }

@@ -3,6 +3,9 @@ with @helia/ipns's validator and selector): Helia stores and resolves our record
 code, pins the whole history, and is then the only peer a new member needs — every community
 node stopped. Forged and replayed records put by Helia are refused by our nodes."""
 
+import json
+
+from clients.cli import Cli
 from clients.dht_peer import DhtPeer, wait_resolved
 from clients.signals import SignalListener
 from steps.communities import all_messages, archive_now, create, send_over_seconds
@@ -16,7 +19,7 @@ def _round(control, cid, seconds=2) -> dict:
     return archive_now(control, cid, sent[-1]["timestamp"])
 
 
-def test_helia_resolves_pins_and_alone_serves_the_history_and_forgeries_are_refused(daemons):
+def test_helia_resolves_pins_and_alone_serves_the_history_and_forgeries_are_refused(daemons, node_bin):
     helia = DhtPeer()
     try:
         control = daemons(extra_config=IPFS_DHT)
@@ -56,6 +59,9 @@ def test_helia_resolves_pins_and_alone_serves_the_history_and_forgeries_are_refu
         assert all_messages(member, cid) == history, "exactly the control node's messages, from Helia alone"
         assert [p["peerId"] for p in member.rpc.call("node_peers")] == [helia.peer_id]
         assert member.rpc.call("archive_latestAnnouncement", {"communityId": cid}) is None, "no announcement, only the name"
+        shown = json.loads(Cli(node_bin).run("community", "resolve", cid, "--data-dir", str(member.data_dir)).stdout)
+        assert (shown["rootCid"], shown["source"], shown["peerId"]) == (second["rootCid"], "dht", helia.peer_id), shown
+        assert shown["name"].startswith("/ipns/16Uiu2"), "the peer id of a secp256k1 key"
 
         # Hostile records put by Helia: another key's record under our name, and the older
         # (validly signed) record of the first round. Our member stores neither.
