@@ -25,7 +25,7 @@ use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use client::{FetchStats, Progress, Scope};
+pub use client::{FetchStats, Progress, Scope, Twice};
 use message::Presence;
 
 use crate::blocks::cid::Cid;
@@ -144,6 +144,11 @@ impl Bitswap {
     /// Blocks and block bytes this node has served to peers since start.
     pub fn served(&self) -> Served {
         self.server.served()
+    }
+
+    /// Blocks received when we had them already, since start.
+    pub fn received_twice(&self) -> Twice {
+        self.registry.twice()
     }
 
     /// The budgets in use.

@@ -259,11 +259,14 @@ fn metrics_text(node: &Node, started: Instant) -> String {
          # HELP archive_node_bitswap_served_blocks_total Blocks sent to peers.\n\
          # TYPE archive_node_bitswap_served_blocks_total counter\narchive_node_bitswap_served_blocks_total {}\n\
          # HELP archive_node_bitswap_served_bytes_total Block bytes sent to peers.\n\
-         # TYPE archive_node_bitswap_served_bytes_total counter\narchive_node_bitswap_served_bytes_total {}\n",
+         # TYPE archive_node_bitswap_served_bytes_total counter\narchive_node_bitswap_served_bytes_total {}\n\
+         # HELP archive_node_bitswap_received_twice_bytes_total Block bytes received when the block was here already.\n\
+         # TYPE archive_node_bitswap_received_twice_bytes_total counter\narchive_node_bitswap_received_twice_bytes_total {}\n",
         started.elapsed().as_secs(),
         node.blocks().used_bytes(),
         node.bitswap().served().blocks,
         node.bitswap().served().bytes,
+        node.bitswap().received_twice().bytes,
     ) + &refusals_text(node)
         + &budgets_text(node)
         + &bandwidth_text(node)

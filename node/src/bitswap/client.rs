@@ -5,7 +5,9 @@
 //! - Every received block's CID is computed from its bytes (see `message`); a peer that sends a
 //!   block we did not ask it for while it owes us blocks sent wrong bytes: it is dropped from the
 //!   session, reported, and its wants go to other peers.
-//! - DONT_HAVE or a timeout moves a want to another peer; a block no peer has fails the fetch.
+//! - DONT_HAVE or a timeout moves a want to another peer (and a timed-out want is cancelled at
+//!   the first, so its late block does not come twice); a block no peer has fails the fetch.
+//! - Blocks that arrive when we have them already are counted ([`Twice`]).
 //! - Dropping the fetch future cancels its wants at every peer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -77,6 +79,27 @@ pub struct FetchStats {
     pub blocks_local: u64,
     /// Peers dropped for sending wrong blocks.
     pub bad_peers: Vec<String>,
+}
+
+/// Blocks that arrived when we had them already (from another peer, or a want moved too late).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Twice {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct TwiceCounts {
+    blocks: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl TwiceCounts {
+    fn add(&self, bytes: usize) {
+        self.blocks.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// An event routed to a session.
@@ -152,6 +175,7 @@ pub(super) struct Registry {
     /// [`RECEIVE_BUDGET_KIB`], in KiB permits.
     budget: Arc<Semaphore>,
     budget_kib: usize,
+    twice: Arc<TwiceCounts>,
 }
 
 impl Default for Registry {
@@ -168,6 +192,15 @@ impl Registry {
             next: Default::default(),
             budget: Arc::new(Semaphore::new(kib)),
             budget_kib: kib,
+            twice: Arc::default(),
+        }
+    }
+
+    /// Blocks received twice since start.
+    pub fn twice(&self) -> Twice {
+        Twice {
+            blocks: self.twice.blocks.load(Ordering::Relaxed),
+            bytes: self.twice.bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -238,6 +271,8 @@ impl Registry {
             (wanting, others, late || closed_late)
         };
         if wanting.is_empty() && late {
+            tracing::debug!(cid = %block.cid(), %peer, "late block received twice");
+            self.twice.add(block.data().len());
             return;
         }
         if wanting.is_empty() {
@@ -347,23 +382,7 @@ pub(super) async fn fetch(
     let (id, mut rx) = registry.open();
     let mut guard =
         Guard { registry: registry.clone(), outboxes: outboxes.clone(), id, in_flight: HashMap::new() };
-    let mut s = Session {
-        queue: VecDeque::new(),
-        known: HashSet::new(),
-        tried: HashMap::new(),
-        timeouts: HashMap::new(),
-        peers: peers.clone(),
-        slow: HashSet::new(),
-        bad: Vec::new(),
-        pending: Vec::new(),
-        pending_bytes: 0,
-        pending_budget: Vec::new(),
-        writing: None,
-        stats: FetchStats { root: root.to_string(), ..Default::default() },
-        progress: Progress::default(),
-        priority: i32::MAX,
-        follow: scope != Scope::Block,
-    };
+    let mut s = Session::new(root, scope, peers.clone());
 
     // What is missing locally: everything under a root we lack, or the walk's missing list.
     let initial = blocking(store.clone(), move |st| {
@@ -400,7 +419,11 @@ pub(super) async fn fetch(
                 Some(ev) => s.on_event(ev, &registry, &outboxes, &store, &mut guard).await?,
                 None => return Err(Error::Shutdown),
             },
-            _ = ticker.tick() => s.on_tick(&mut guard),
+            _ = ticker.tick() => {
+                for (peer, cids) in s.on_tick(&mut guard) {
+                    outboxes.send(peer, Message { wants: cids.into_iter().map(cancel).collect(), ..Default::default() }).await;
+                }
+            }
         }
         // Store when a batch is big, or when nothing else is waiting.
         if s.pending_bytes >= FLUSH_BYTES || (rx.is_empty() && !s.pending.is_empty()) {
@@ -459,6 +482,26 @@ struct Session {
 }
 
 impl Session {
+    fn new(root: Cid, scope: Scope, peers: Vec<PeerId>) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            known: HashSet::new(),
+            tried: HashMap::new(),
+            timeouts: HashMap::new(),
+            peers,
+            slow: HashSet::new(),
+            bad: Vec::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            pending_budget: Vec::new(),
+            writing: None,
+            stats: FetchStats { root: root.to_string(), ..Default::default() },
+            progress: Progress::default(),
+            priority: i32::MAX,
+            follow: scope != Scope::Block,
+        }
+    }
+
     fn enqueue(&mut self, c: Cid) {
         if self.known.insert(c) {
             self.queue.push_back(c);
@@ -536,6 +579,7 @@ impl Session {
                 let c = *block.cid();
                 if guard.in_flight.remove(&c).is_none() {
                     // Already received from another peer, or a late answer to a moved want.
+                    registry.twice.add(block.data().len());
                     return Ok(());
                 }
                 registry.unwant(guard.id, &c);
@@ -635,8 +679,11 @@ impl Session {
         owed
     }
 
-    fn on_tick(&mut self, guard: &mut Guard) {
+    /// Moves the wants that timed out; returns those to cancel, by peer (moved elsewhere: the
+    /// first peer's late answer would come twice).
+    fn on_tick(&mut self, guard: &mut Guard) -> HashMap<PeerId, Vec<Cid>> {
         let now = Instant::now();
+        let mut cancels: HashMap<PeerId, Vec<Cid>> = HashMap::new();
         let expired: Vec<(Cid, PeerId)> = guard
             .in_flight
             .iter()
@@ -651,13 +698,17 @@ impl Session {
             *n += 1;
             let tried = self.tried.get(&c);
             let elsewhere = self.peers.iter().any(|q| *q != p && tried.is_none_or(|t| !t.contains(q)));
-            // Another peer may have it: move the want. Else ask the same peer again (a peer may
-            // lose an answer, e.g. on a reset stream, and never send it again by itself).
+            // Another peer may have it: move the want and cancel it here. Else ask the same
+            // peer again (a peer may lose an answer, e.g. on a reset stream, and never send it
+            // again by itself); no cancel then, which could overtake the new want on another
+            // stream.
             if elsewhere || *n >= MAX_TIMEOUTS {
                 self.tried.entry(c).or_default().insert(p);
+                cancels.entry(p).or_default().push(c);
             }
             self.queue.push_front(c);
         }
+        cancels
     }
 
     /// Hands the received blocks to the store writer as one batch, after the previous batch
@@ -749,6 +800,49 @@ mod tests {
         drop(share); // x stored
         second.await.unwrap();
         assert!(matches!(a_rx.try_recv(), Ok(SessionEvent::Block(_, _, Some(_)))), "then y comes");
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_want_that_moves_is_cancelled_at_the_first_peer_and_one_asked_again_is_not() {
+        let (outboxes, _unreachable) = Outboxes::new(
+            libp2p_stream::Behaviour::new().new_control(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let c = *block(b"c").cid();
+        let long_ago = Instant::now() - BLOCK_TIMEOUT - Duration::from_secs(1);
+        let registry = Registry::default();
+
+        // Two peers: the want moves from a to b, and a hears a cancel.
+        let mut s = Session::new(c, Scope::Dag, vec![a, b]);
+        let mut guard = Guard {
+            registry: registry.clone(),
+            outboxes: outboxes.clone(),
+            id: 0,
+            in_flight: HashMap::new(),
+        };
+        guard.in_flight.insert(c, (a, long_ago));
+        let cancels = s.on_tick(&mut guard);
+        assert_eq!(cancels, HashMap::from([(a, vec![c])]));
+        assert!(s.tried[&c].contains(&a) && s.queue.contains(&c) && guard.in_flight.is_empty());
+
+        // One peer: it is asked again, with no cancel that could overtake the new want.
+        let mut s = Session::new(c, Scope::Dag, vec![a]);
+        guard.in_flight.insert(c, (a, long_ago));
+        assert!(s.on_tick(&mut guard).is_empty());
+        assert!(s.queue.contains(&c) && !s.tried.contains_key(&c));
+    }
+
+    #[tokio::test]
+    async fn a_block_that_comes_late_for_a_closed_session_counts_as_received_twice() {
+        let registry = Registry::default();
+        let peer = PeerId::random();
+        let (a, _rx) = registry.open();
+        let x = block(b"late");
+        registry.want(a, peer, *x.cid());
+        registry.close(a);
+        registry.on_block(peer, x.clone()).await;
+        assert_eq!(registry.twice(), Twice { blocks: 1, bytes: x.data().len() as u64 });
     }
 
     #[test]

@@ -288,6 +288,7 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
             "listenAddrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
             "served": ctx.node.bitswap().served(),
+            "receivedTwice": ctx.node.bitswap().received_twice(),
             "banned": ctx.node.network().banned().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "budgets": ctx.node.budgets(),
             "bandwidth": bandwidth_json(ctx.node.bitswap().bandwidth()),
