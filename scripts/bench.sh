@@ -2,7 +2,8 @@
 # Benchmarks of archive-node, each side by side with its reference in the same run.
 #   scripts/bench.sh build    archive build of 1M messages vs sha256sum of the output
 #   scripts/bench.sh blocks   add/cat of 1 GiB vs sha256sum of the file
-#   scripts/bench.sh transfer 256 MiB between two of our nodes vs between two Helia nodes
+#   scripts/bench.sh transfer 256 MiB between two of our nodes vs the raw pipeline (a libp2p stream
+#                             hashed and written as a store would) and two Helia nodes
 #   scripts/bench.sh catchup  a member catches up on 1M messages in 52 archives vs raw sled inserts
 #   scripts/bench.sh gossip   30 daemons, sparse topology: announcement to every member accepting it
 #   scripts/bench.sh swarm    20 members fetch a 64 MiB history at once: what the control node uploads
@@ -32,7 +33,7 @@ run_cargo_bench() {
 
 run_transfer() {
   echo "==> transfer: release build, npm packages, then 3 alternating runs inside unshare -n"
-  cargo build --locked --release -p archive-node --bin archive-node
+  cargo build --locked --release -p archive-node --bin archive-node --example raw_stream
   (cd tests-functional/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
   local log result
   log=$(mktemp)

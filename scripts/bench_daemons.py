@@ -22,13 +22,13 @@ from clients.signals import SignalListener  # noqa: E402
 BIN = os.environ.get("BENCH_BIN", str(ROOT / "target" / "release" / "archive-node"))
 
 
-def start(n: int, work: pathlib.Path, config: str, prefix: str = "d") -> list[Daemon]:
-    """`n` daemons with the TOML `config`, started a few at a time."""
+def start(n: int, work: pathlib.Path, config: str, prefix: str = "d", bin: str = BIN) -> list[Daemon]:
+    """`n` daemons of `bin` with the TOML `config`, started a few at a time."""
     cfg = work / f"{prefix}.toml"
     cfg.write_text(config)
 
     def one(i):
-        return Daemon(BIN, work / f"{prefix}{i}", extra=("--config", str(cfg)))
+        return Daemon(bin, work / f"{prefix}{i}", extra=("--config", str(cfg)))
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(one, range(n)))

@@ -36,20 +36,21 @@ def seed_history(control, cid: str, mib: int) -> tuple[int, int]:
     return out["archives"], bd.history_bytes(control, cid)
 
 
-def catch_up(members, listeners, invite: str) -> float:
-    """Every member joins at once; seconds until the last one imported everything."""
+def catch_up(members, listeners, invite: str) -> list[float]:
+    """Every member joins at once; seconds until each one imported everything."""
     marks = [l.mark() for l in listeners]
     t0 = time.monotonic()
     with ThreadPoolExecutor(len(members)) as pool:
         list(pool.map(lambda m: m.rpc.call("community_join", {"invite": invite}), members))
     done = [bd.wait_at(l, "community.downloadingHistoryArchivesFinished", lambda e: True, mark, timeout=900)
             for l, mark in zip(listeners, marks)]
-    return max(done) - t0
+    return [d - t0 for d in done]
 
 
-def swarm_run(control, cid: str, invite: str, archives: int, work, run: int, members_n: int) -> dict:
+def swarm_run(control, cid: str, invite: str, archives: int, work, run: int, members_n: int,
+              bin: str = bd.BIN, tag: str = "") -> dict:
     """Fresh members all catch up at once; seconds and bytes each side uploaded."""
-    members = bd.start(members_n, work, "", prefix=f"r{run}m")
+    members = bd.start(members_n, work, "", prefix=f"r{tag}{run}m", bin=bin)
     listeners = []
     try:
         # Every member knows the control node and 3 other members.
@@ -57,9 +58,9 @@ def swarm_run(control, cid: str, invite: str, archives: int, work, run: int, mem
                    + [(i + 1, j + 1) for i, j in bd.random_edges(members_n, 3, seed=11 + run)])
         listeners = [bd.SignalListener(m.url, m.token) for m in members]
         before = control.rpc.call("node_info")["served"]["bytes"]
-        seconds = catch_up(members, listeners, invite)
+        each = catch_up(members, listeners, invite)
         uploaded = control.rpc.call("node_info")["served"]["bytes"] - before
-        by_members = sum(m.rpc.call("node_info")["served"]["bytes"] for m in members)
+        infos = [m.rpc.call("node_info") for m in members]
         for m in members:
             p = m.rpc.call("archive_importProgress", {"communityId": cid})
             assert p["imported"] == archives, p
@@ -67,37 +68,70 @@ def swarm_run(control, cid: str, invite: str, archives: int, work, run: int, mem
         for l in listeners:
             l.close()
         bd.stop(members)
-    return {"seconds": seconds, "control": uploaded, "members": by_members}
+    return {"seconds": max(each), "each": each, "control": uploaded,
+            "members": sum(i["served"]["bytes"] for i in infos),
+            "each_upload": [i["served"]["bytes"] for i in infos],
+            # A baseline build may not count it.
+            "twice": sum(i.get("receivedTwice", {}).get("bytes", 0) for i in infos)}
+
+
+def summarise(runs: list[dict], size: int) -> dict:
+    return {
+        "seconds": bd.median_spread([r["seconds"] for r in runs]),
+        "control_upload_ratio": bd.median_spread([r["control"] / size for r in runs]),
+        "members_upload_ratio": bd.median_spread([r["members"] / size for r in runs]),
+        # Every member's fetch time and upload (over all runs), and what arrived twice.
+        "member_seconds": percentiles([t for r in runs for t in r["each"]]),
+        "member_upload_ratio": percentiles([u / size for r in runs for u in r["each_upload"]]),
+        "received_twice_ratio": bd.median_spread([r["twice"] / size for r in runs]),
+    }
 
 
 def swarm() -> dict:
+    """Three runs of fresh members against one control node; with BENCH_BASELINE_BIN, each run
+    also against a control node and members of that build (alternating, same history size)."""
     members_n = int(os.environ.get("BENCH_SWARM_MEMBERS", "20"))
     mib = int(os.environ.get("BENCH_SWARM_MIB", "64"))
-    runs = []
+    baseline = os.environ.get("BENCH_BASELINE_BIN")
+    builds = [("", bd.BIN)] + ([("b", baseline)] if baseline else [])
+    runs = {tag: [] for tag, _ in builds}
     with tempfile.TemporaryDirectory(dir=bd.ROOT / "target") as tmp:
         work = bd.pathlib.Path(tmp)
-        [control] = bd.start(1, work, NO_RATE_LIMIT, prefix="control")
+        controls = {}
         try:
-            cid, invite = bd.create_community(control, "swarm-bench")
-            archives, size = seed_history(control, cid, mib)
-            for run in range(3):
-                runs.append(swarm_run(control, cid, invite, archives, work, run, members_n))
-                r = runs[-1]
-                print(f"swarm run {run + 1}: {members_n} members, {size / 2**20:.0f} MiB in {r['seconds']:.1f} s; "
-                      f"control uploaded {r['control'] / size:.2f}x the history", file=sys.stderr)
+            for tag, bin in builds:
+                [control] = bd.start(1, work, NO_RATE_LIMIT, prefix=f"control{tag}", bin=bin)
+                controls[tag] = control
+                cid, invite = bd.create_community(control, f"swarm-bench{tag}")
+                archives, size = seed_history(control, cid, mib)
+                controls[tag] = (control, cid, invite, archives, size)
+            for run in range(int(os.environ.get("BENCH_SWARM_RUNS", "3"))):
+                for tag, bin in reversed(builds):
+                    control, cid, invite, archives, size = controls[tag]
+                    runs[tag].append(swarm_run(control, cid, invite, archives, work, run, members_n, bin, tag))
+                    r = runs[tag][-1]
+                    print(f"swarm run {run + 1}{' (baseline)' if tag else ''}: {members_n} members, "
+                          f"{size / 2**20:.0f} MiB in {r['seconds']:.1f} s; control uploaded {r['control'] / size:.2f}x "
+                          f"the history, members {r['members'] / size:.2f}x, received twice {r['twice'] / size:.2f}x",
+                          file=sys.stderr)
         finally:
-            bd.stop([control])
-    ratios = [r["control"] / size for r in runs]
+            bd.stop([c[0] if isinstance(c, tuple) else c for c in controls.values()])
+    _, _, _, archives, size = controls[""]
     return {
         "bench": "swarm",
         "members": members_n,
         "history_bytes": size,
         "archives": archives,
-        "seconds": bd.median_spread([r["seconds"] for r in runs]),
-        "control_upload_ratio": bd.median_spread(ratios),
-        "members_upload_ratio": bd.median_spread([r["members"] / size for r in runs]),
-        "target_ratio": 4,
+        **summarise(runs[""], size),
+        **({"baseline_bin": baseline, "baseline": summarise(runs["b"], controls["b"][4])} if baseline else {}),
+        "target_ratio": 1.5,
     }
+
+
+def percentiles(v: list[float]) -> dict:
+    v = sorted(v)
+    at = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+    return {"min": v[0], "p50": at(0.5), "p90": at(0.9), "max": v[-1]}
 
 
 def disk_mib(path) -> float:
