@@ -75,6 +75,12 @@ def swarm_run(control, cid: str, invite: str, archives: int, work, run: int, mem
             "twice": sum(i.get("receivedTwice", {}).get("bytes", 0) for i in infos)}
 
 
+def percentiles(v: list[float]) -> dict:
+    v = sorted(v)
+    at = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+    return {"min": v[0], "p50": at(0.5), "p90": at(0.9), "max": v[-1]}
+
+
 def summarise(runs: list[dict], size: int) -> dict:
     return {
         "seconds": bd.median_spread([r["seconds"] for r in runs]),
@@ -97,11 +103,11 @@ def swarm() -> dict:
     runs = {tag: [] for tag, _ in builds}
     with tempfile.TemporaryDirectory(dir=bd.ROOT / "target") as tmp:
         work = bd.pathlib.Path(tmp)
-        controls = {}
+        controls, started = {}, []
         try:
             for tag, bin in builds:
                 [control] = bd.start(1, work, NO_RATE_LIMIT, prefix=f"control{tag}", bin=bin)
-                controls[tag] = control
+                started.append(control)
                 cid, invite = bd.create_community(control, f"swarm-bench{tag}")
                 archives, size = seed_history(control, cid, mib)
                 controls[tag] = (control, cid, invite, archives, size)
@@ -115,7 +121,7 @@ def swarm() -> dict:
                           f"the history, members {r['members'] / size:.2f}x, received twice {r['twice'] / size:.2f}x",
                           file=sys.stderr)
         finally:
-            bd.stop([c[0] if isinstance(c, tuple) else c for c in controls.values()])
+            bd.stop(started)
     _, _, _, archives, size = controls[""]
     return {
         "bench": "swarm",
@@ -126,12 +132,6 @@ def swarm() -> dict:
         **({"baseline_bin": baseline, "baseline": summarise(runs["b"], controls["b"][4])} if baseline else {}),
         "target_ratio": 1.5,
     }
-
-
-def percentiles(v: list[float]) -> dict:
-    v = sorted(v)
-    at = lambda q: v[min(len(v) - 1, int(q * len(v)))]
-    return {"min": v[0], "p50": at(0.5), "p90": at(0.9), "max": v[-1]}
 
 
 def disk_mib(path) -> float:

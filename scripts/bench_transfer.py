@@ -2,8 +2,9 @@
 through the raw pipeline (the limit: a libp2p stream with our transport settings whose receiver
 hashes every MiB with SHA-256 and appends it to a file, one fdatasync per 16 MiB;
 node/examples/raw_stream.rs --sink), between two Helia processes, and by Helia from our node
-(interop), alternating, median of 3; also the fetcher's peak RSS. With BENCH_BASELINE_BIN (another build of archive-node, say the last
-commit's), each run also fetches between two baseline processes, for a side-by-side ratio.
+(interop), alternating, median of 3; also the fetcher's peak RSS. With BENCH_BASELINE_BIN
+(another build of archive-node, say the last commit's), each run also fetches between two
+baseline processes, for a side-by-side ratio.
 
 Run by `scripts/bench.sh transfer` inside a private network namespace. Prints one RESULT line.
 """
