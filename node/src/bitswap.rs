@@ -336,7 +336,7 @@ impl Bitswap {
             }
         }
         // Blocks wait for the download limit before the stream is read further.
-        self.bandwidth.download(m.blocks.iter().map(|b| b.data().len()).sum()).await;
+        self.bandwidth.download(peer, m.blocks.iter().map(|b| b.data().len()).sum()).await;
         for b in m.blocks {
             self.registry.on_block(peer, b).await;
         }

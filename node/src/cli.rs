@@ -7,7 +7,9 @@ mod community;
 mod daemon;
 mod keygen;
 mod membership;
+mod messages;
 mod net;
+mod rpc;
 mod store;
 mod token;
 
@@ -72,8 +74,9 @@ enum Command {
     Community(community::CommunityCommand),
     /// Send a message to a community (through the daemon).
     Send(community::SendArgs),
-    /// Print a community's stored messages as JSON lines (through the daemon).
-    Messages(community::MessagesArgs),
+    /// Print a community's stored messages: time, author, topic and text, one a line
+    /// (`--raw`: JSON lines) (through the daemon).
+    Messages(messages::MessagesArgs),
     /// A community's archives from its latest index, and which are downloaded; `--root` prints
     /// the history root to pin (through the daemon).
     Archives(community::ArchivesArgs),
@@ -84,6 +87,10 @@ enum Command {
     /// Manage the RPC token.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Call any JSON-RPC method of the daemon, or list them with their parameters (`--list`).
+    Rpc(rpc::RpcArgs),
+    /// Print a one-time login URL of the daemon's web dashboard and open it in a browser.
+    Ui(rpc::UiArgs),
 }
 
 /// The data dir option shared by every store command, and how to reach its daemon.
@@ -141,13 +148,14 @@ pub fn main() -> ExitCode {
     crate::malloc::tune();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    // Colours only for a person at a terminal; log files and CI output stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match &cli.command {
+        Command::Daemon(a) if a.log_format() == daemon::LogFormat::Json => {
+            log.json().flatten_event(true).with_current_span(false).try_init()
+        }
+        // Colours only for a person at a terminal; log files and CI output stay plain text.
+        _ => log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): not an error of ours.
@@ -182,11 +190,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stat(a) => blocks::stat(a),
         Command::Community(c) => community::run(c),
         Command::Send(a) => community::send(a),
-        Command::Messages(a) => community::messages(a),
+        Command::Messages(a) => messages::messages(a),
         Command::Archives(a) => community::archives(a),
         Command::Serve(a) => net::serve(a),
         Command::Fetch(a) => net::fetch(a),
         Command::Token(c) => token::run(c),
+        Command::Rpc(a) => rpc::rpc(a),
+        Command::Ui(a) => rpc::ui(a),
     }
 }
 

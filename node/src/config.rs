@@ -61,6 +61,10 @@ pub struct RpcConfig {
     pub max_response_bytes: u32,
     /// Serve `debug_*` methods (publishing raw gossip): for hostile-peer tests only.
     pub debug_methods: bool,
+    /// Host names besides 127.0.0.1, localhost and [::1] that requests may name in `Host`
+    /// (a name of this machine behind an SSH tunnel or a reverse proxy, say); anything else is
+    /// refused, against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The default RPC port.
@@ -74,6 +78,7 @@ impl Default for RpcConfig {
             max_request_bytes: 48 * 1024 * 1024,
             max_response_bytes: 48 * 1024 * 1024,
             debug_methods: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -68,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let signals = Signals::default();
     tokio::spawn(forward_network_signals(node.network().clone(), signals.clone(), cancel.clone()));
     tokio::spawn(forward_node_signals(node.clone(), signals.clone(), cancel.clone()));
+    tokio::spawn(bandwidth_signals(node.bitswap().bandwidth().clone(), signals.clone(), cancel.clone()));
 
     let token = Token::new(
         rpc::auth::load_or_create_token(&dir.rpc_token())
@@ -76,7 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let metrics = {
         let node = node.clone();
-        std::sync::Arc::new(move || metrics_text(&node, started)) as rpc::auth::MetricsFn
+        std::sync::Arc::new(move || metrics_text(&node, started)) as rpc::gate::MetricsFn
     };
     let ctx = rpc::methods::Ctx {
         node: node.clone(),
@@ -85,6 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         debug_methods: config.rpc.debug_methods,
         token: token.clone(),
         token_path: dir.rpc_token(),
+        rpc_port: config.rpc.port,
     };
     let server = rpc::server::start(&config.rpc, ctx, token, metrics).await?;
     write_atomic(&dir.rpc_port(), server.addr.port().to_string().as_bytes())
@@ -121,6 +123,28 @@ async fn watch_panics(cancel: CancellationToken) {
         token.cancel();
     }));
     cancel.cancelled().await;
+}
+
+/// How often `node.bandwidth` is emitted (the dashboard's live chart).
+pub const BANDWIDTH_SIGNAL_EVERY: Duration = Duration::from_secs(2);
+
+/// Emits `node.bandwidth` (`{upload, download}` as in `node_info.bandwidth`) periodically.
+async fn bandwidth_signals(
+    b: crate::bitswap::bandwidth::Bandwidth,
+    signals: Signals,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(BANDWIDTH_SIGNAL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (up, down) = b.usage();
+                signals.emit(names::BANDWIDTH, serde_json::json!({"upload": up, "download": down}));
+            }
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 async fn forward_network_signals(net: network::Client, signals: Signals, cancel: CancellationToken) {

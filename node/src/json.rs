@@ -27,6 +27,16 @@ pub struct MessageView {
     pub timestamp: u64,
     pub payload: String,
     pub sig: String,
+    /// The member key that signed it (`0x` hex), where the caller knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+}
+
+impl MessageView {
+    /// The view with the message's author.
+    pub fn with_author(m: &Message, author: impl std::fmt::Display) -> Self {
+        Self { author: Some(author.to_string()), ..Self::from(m) }
+    }
 }
 
 impl From<&Message> for MessageView {
@@ -37,6 +47,7 @@ impl From<&Message> for MessageView {
             timestamp: m.timestamp,
             payload: b64(&m.payload),
             sig: b64(&m.sig),
+            author: None,
         }
     }
 }

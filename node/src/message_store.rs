@@ -168,6 +168,8 @@ pub struct Query {
 #[derive(Clone, Debug, Default)]
 pub struct Page {
     pub messages: Vec<Message>,
+    /// The author of each message, in the same order.
+    pub authors: Vec<MemberKey>,
     /// Present when more messages may follow.
     pub cursor: Option<String>,
 }
@@ -715,6 +717,7 @@ impl MessageStore {
                 break;
             }
             bytes += sm.encoded().len();
+            page.authors.push(sm.author()?);
             page.messages.push(sm.decode()?);
             last_key = Some(k);
         }
@@ -725,6 +728,19 @@ impl MessageStore {
     pub fn count(&self, community: &CommunityId) -> Result<u64, Error> {
         let mut n = 0;
         for row in self.tree.scan_prefix(community.as_bytes()) {
+            row?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Number of messages stored for the community with a timestamp in `[from, to)`.
+    pub fn count_range(&self, community: &CommunityId, from: u64, to: u64) -> Result<u64, Error> {
+        if from >= to {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for row in self.tree.range(&time_key(community, from), Some(&time_key(community, to))) {
             row?;
             n += 1;
         }

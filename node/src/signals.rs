@@ -11,6 +11,8 @@ const SIGNAL_QUEUE: usize = 1024;
 pub mod names {
     pub const PEER_CONNECTED: &str = "node.peerConnected";
     pub const PEER_DISCONNECTED: &str = "node.peerDisconnected";
+    /// Every [`crate::daemon::BANDWIDTH_SIGNAL_EVERY`]: block data each way (archive-node's own).
+    pub const BANDWIDTH: &str = "node.bandwidth";
     pub const FETCH_STARTED: &str = "blocks.fetchStarted";
     pub const FETCH_PROGRESS: &str = "blocks.fetchProgress";
     pub const FETCH_COMPLETED: &str = "blocks.fetchCompleted";

@@ -1,8 +1,9 @@
 //! Bandwidth limits on block data, each way: a block served waits for its bytes' turn before it
 //! is queued for the peer, a block received waits before its stream is read further (so the
 //! sender's TCP window closes). Limits change at run time; totals and the current rate are kept
-//! for `node_info` and `/metrics`.
+//! for `node_info` and `/metrics`, and totals per peer for `node_peers`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 const BURST: Duration = Duration::from_millis(100);
 /// The current rate is measured over windows this long.
 const WINDOW: Duration = Duration::from_secs(1);
+/// Peers whose totals are kept; past it, the peer that moved the fewest bytes is forgotten.
+pub const MAX_PEERS_COUNTED: usize = 4096;
 
 /// When bytes may go: a virtual clock that advances `n / rate` per `n` bytes and lags at most
 /// [`BURST`] behind real time (GCRA). Pure; the caller sleeps.
@@ -116,11 +119,37 @@ pub struct Usage {
     pub rate: u64,
 }
 
+/// Block bytes one peer took from us and gave us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PeerTotals {
+    pub up: u64,
+    pub down: u64,
+}
+
+/// Totals per peer, at most [`MAX_PEERS_COUNTED`] of them. Pure.
+#[derive(Debug, Default)]
+struct PerPeer(HashMap<libp2p::PeerId, PeerTotals>);
+
+impl PerPeer {
+    fn add(&mut self, peer: libp2p::PeerId, up: u64, down: u64) {
+        if !self.0.contains_key(&peer) && self.0.len() >= MAX_PEERS_COUNTED {
+            let least = self.0.iter().min_by_key(|(_, t)| t.up + t.down).map(|(p, _)| *p);
+            if let Some(least) = least {
+                self.0.remove(&least);
+            }
+        }
+        let t = self.0.entry(peer).or_default();
+        t.up += up;
+        t.down += down;
+    }
+}
+
 /// Both directions; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Bandwidth {
     up: Arc<Direction>,
     down: Arc<Direction>,
+    per_peer: Arc<Mutex<PerPeer>>,
 }
 
 impl Bandwidth {
@@ -129,6 +158,7 @@ impl Bandwidth {
         Self {
             up: Arc::new(Direction::new(max_upload_rate)),
             down: Arc::new(Direction::new(max_download_rate)),
+            per_peer: Arc::default(),
         }
     }
 
@@ -142,14 +172,23 @@ impl Bandwidth {
         }
     }
 
-    /// Waits until `n` bytes of blocks may be sent.
-    pub async fn upload(&self, n: usize) {
-        self.up.pay(n as u64).await
+    /// Waits until `n` bytes of blocks may be sent to `peer`.
+    pub async fn upload(&self, peer: libp2p::PeerId, n: usize) {
+        self.up.pay(n as u64).await;
+        self.per_peer.lock().unwrap_or_else(|p| p.into_inner()).add(peer, n as u64, 0);
     }
 
-    /// Waits until `n` bytes of blocks received may be taken in.
-    pub async fn download(&self, n: usize) {
-        self.down.pay(n as u64).await
+    /// Waits until `n` bytes of blocks received from `peer` may be taken in.
+    pub async fn download(&self, peer: libp2p::PeerId, n: usize) {
+        self.down.pay(n as u64).await;
+        if n > 0 {
+            self.per_peer.lock().unwrap_or_else(|p| p.into_inner()).add(peer, 0, n as u64);
+        }
+    }
+
+    /// Block bytes `peer` took from us and gave us (zero for a peer not counted).
+    pub fn peer(&self, peer: &libp2p::PeerId) -> PeerTotals {
+        self.per_peer.lock().unwrap_or_else(|p| p.into_inner()).0.get(peer).copied().unwrap_or_default()
     }
 
     /// (upload, download).
@@ -168,6 +207,22 @@ impl Default for Bandwidth {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn per_peer_totals_are_bounded_and_forget_the_smallest() {
+        let mut t = PerPeer::default();
+        let peers: Vec<_> = (0..MAX_PEERS_COUNTED + 1).map(|_| libp2p::PeerId::random()).collect();
+        for (i, p) in peers.iter().enumerate().take(MAX_PEERS_COUNTED) {
+            t.add(*p, i as u64 + 1, 1);
+        }
+        t.add(peers[0], 0, 5);
+        assert_eq!(t.0[&peers[0]], PeerTotals { up: 1, down: 6 });
+        // A newcomer past the bound takes the place of the peer that moved the fewest bytes.
+        t.add(peers[MAX_PEERS_COUNTED], 0, 1);
+        assert_eq!(t.0.len(), MAX_PEERS_COUNTED);
+        assert!(!t.0.contains_key(&peers[1]), "2 bytes, the fewest");
+        assert!(t.0.contains_key(&peers[0]) && t.0.contains_key(&peers[MAX_PEERS_COUNTED]));
+    }
 
     #[test]
     fn no_limit_never_waits() {
@@ -219,12 +274,15 @@ mod tests {
 
     #[tokio::test]
     async fn limits_change_at_run_time_and_totals_count() {
-        let b = Bandwidth::new(0, 0);
-        b.upload(100).await;
+        let (b, peer) = (Bandwidth::new(0, 0), libp2p::PeerId::random());
+        b.upload(peer, 100).await;
         b.set_limits(Some(1_000_000), None);
-        b.upload(100).await;
+        b.upload(peer, 100).await;
+        b.download(peer, 7).await;
         let (up, down) = b.usage();
         assert_eq!((up.limit, up.total), (1_000_000, 200));
-        assert_eq!((down.limit, down.total), (0, 0));
+        assert_eq!((down.limit, down.total), (0, 7));
+        assert_eq!(b.peer(&peer), PeerTotals { up: 200, down: 7 });
+        assert_eq!(b.peer(&libp2p::PeerId::random()), PeerTotals::default());
     }
 }

@@ -182,7 +182,7 @@ impl Server {
             }
             match (block, want.want_type) {
                 (Some(data), WantType::Block) => {
-                    self.bandwidth.upload(data.len()).await;
+                    self.bandwidth.upload(peer, data.len()).await;
                     bytes += data.len();
                     self.served.blocks.fetch_add(1, Ordering::Relaxed);
                     self.served.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);

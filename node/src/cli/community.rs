@@ -80,25 +80,6 @@ pub struct SendArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct MessagesArgs {
-    #[command(flatten)]
-    data_dir: DataDirArg,
-    community_id: String,
-    /// Only these topics (repeatable).
-    #[arg(long = "topic")]
-    topics: Vec<String>,
-    /// From (inclusive), unix seconds.
-    #[arg(long)]
-    from: Option<u64>,
-    /// To (exclusive), unix seconds.
-    #[arg(long)]
-    to: Option<u64>,
-    /// Most messages to print.
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
-}
-
-#[derive(Args, Debug)]
 pub struct ArchivesArgs {
     #[command(flatten)]
     data_dir: DataDirArg,
@@ -239,20 +220,6 @@ pub fn send(a: SendArgs) -> anyhow::Result<()> {
         .await?)
     })?;
     Ok(super::out(format!("sent {} at {}", v["hash"].as_str().unwrap_or_default(), v["timestamp"]))?)
-}
-
-pub fn messages(a: MessagesArgs) -> anyhow::Result<()> {
-    let v = with_daemon(&a.data_dir, async |e| {
-        Ok(e.call(
-            "messages_query",
-            json!({"communityId": a.community_id, "topics": a.topics, "from": a.from, "to": a.to, "limit": a.limit}),
-        )
-        .await?)
-    })?;
-    for m in v["messages"].as_array().into_iter().flatten() {
-        super::out(m)?;
-    }
-    Ok(())
 }
 
 pub fn archives(a: ArchivesArgs) -> anyhow::Result<()> {

@@ -26,6 +26,23 @@ pub struct DaemonArgs {
     /// Peer to dial at start, with /p2p/<id> (repeatable).
     #[arg(long)]
     bootstrap: Vec<Multiaddr>,
+    /// Log lines on stderr as text, or as one JSON object each (for journald, Loki, jq).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How the daemon writes its log.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl DaemonArgs {
+    /// The log format asked for.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
 }
 
 pub fn run(a: DaemonArgs) -> anyhow::Result<()> {

@@ -82,7 +82,7 @@ impl Endpoint {
             .map_err(|e| Error::Rpc(e.to_string()))
     }
 
-    /// Calls `method` with named parameters.
+    /// Calls `method` with parameters by name (an object) or by position (an array).
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, Error> {
         let client = self.http()?;
         let result = match params {
@@ -90,6 +90,13 @@ impl Endpoint {
                 let mut p = ObjectParams::new();
                 for (k, v) in map {
                     p.insert(&k, v).map_err(|e| Error::Rpc(e.to_string()))?;
+                }
+                client.request(method, p).await
+            }
+            Value::Array(values) => {
+                let mut p = ArrayParams::new();
+                for v in values {
+                    p.insert(v).map_err(|e| Error::Rpc(e.to_string()))?;
                 }
                 client.request(method, p).await
             }

@@ -42,6 +42,8 @@ pub struct Ctx {
     /// The RPC token and its file, for `node_rotateToken`.
     pub token: super::auth::Token,
     pub token_path: std::path::PathBuf,
+    /// The port the RPC listens on (for the dashboard's login URL; the server sets it).
+    pub rpc_port: u16,
 }
 
 /// A call the node cannot carry out: the caller gets the reason, and so does the log.
@@ -187,6 +189,12 @@ fn register_archive(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regis
         let id = params::community(&p)?;
         RpcResult::Ok(json!(ctx.node.archive_state().announcement(&id).map_err(failed)?.is_some()))
     })?;
+    m.register_async_method("archive_syncStatus", |p, ctx, _| async move {
+        let id = params::community(&p)?;
+        let node = ctx.node.clone();
+        let status = blocking(move || super::sync_status::sync_status(&node, &id).map_err(failed)).await?;
+        serde_json::to_value(status).map_err(failed)
+    })?;
     m.register_async_method("archive_index", |p, ctx, _| async move {
         let id = params::community(&p)?;
         let node = ctx.node.clone();
@@ -241,7 +249,12 @@ fn register_communities(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::R
             })
         })
         .await?;
-        let messages: Vec<_> = page.messages.iter().map(crate::json::MessageView::from).collect();
+        let messages: Vec<_> = page
+            .messages
+            .iter()
+            .zip(&page.authors)
+            .map(|(m, a)| crate::json::MessageView::with_author(m, a))
+            .collect();
         RpcResult::Ok(json!({"messages": messages, "cursor": page.cursor}))
     })?;
     Ok(())
@@ -276,7 +289,16 @@ fn nat_json(n: &crate::network::reachability::NatStatus) -> serde_json::Value {
 }
 
 /// Builds the module with every method.
-pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
+/// Errors of putting the methods together.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Register(#[from] jsonrpsee::core::RegisterMethodError),
+    #[error("method {0} is registered but not in the RPC catalog")]
+    NotInCatalog(&'static str),
+}
+
+pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, RegisterError> {
     let debug = ctx.debug_methods;
     let mut m = RpcModule::new(ctx);
 
@@ -312,6 +334,14 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         RpcResult::Ok(json!({"tokenFile": ctx.token_path.display().to_string()}))
     })?;
 
+    m.register_method("node_uiLogin", |_p, ctx, _| {
+        let code = ctx.token.sessions().new_login();
+        RpcResult::Ok(json!({
+            "url": format!("http://127.0.0.1:{}/ui/#login={code}", ctx.rpc_port),
+            "expiresInSecs": super::session::LOGIN_TTL.as_secs(),
+        }))
+    })?;
+
     m.register_async_method("node_setBandwidthLimits", |p, ctx, _| async move {
         let (up, down) = params::bandwidth_limits(&p)?;
         let b = ctx.node.bitswap().bandwidth();
@@ -330,7 +360,14 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         let peers = ctx.node.network().peers().await.map_err(failed)?;
         RpcResult::Ok(json!(peers
             .into_iter()
-            .map(|p| json!({"peerId": p.peer_id, "addrs": p.addrs, "link": p.link, "gossipScore": p.gossip_score}))
+            .map(|p| {
+                let moved =
+                    p.peer_id.parse().map(|id| ctx.node.bitswap().bandwidth().peer(&id)).unwrap_or_default();
+                json!({
+                    "peerId": p.peer_id, "addrs": p.addrs, "link": p.link, "gossipScore": p.gossip_score,
+                    "bytesUp": moved.up, "bytesDown": moved.down,
+                })
+            })
             .collect::<Vec<_>>()))
     })?;
 
@@ -411,6 +448,22 @@ pub fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMetho
         register_debug(&mut m)?;
     }
     m.register_subscription("subscribe_signals", "signal", "unsubscribe_signals", signals_subscription)?;
+    register_catalog(m)
+}
+
+/// Registers `rpc_methods`, after checking that the catalog lists every method registered.
+fn register_catalog(mut m: RpcModule<Ctx>) -> Result<RpcModule<Ctx>, RegisterError> {
+    let names: Vec<&'static str> = m.method_names().filter(|n| *n != "unsubscribe_signals").collect();
+    if let Some(missing) = names.iter().find(|n| super::catalog::get(n).is_none()) {
+        return Err(RegisterError::NotInCatalog(missing));
+    }
+    // In the catalog's order; debug methods only when they are served.
+    let listed: Vec<_> = super::catalog::all()
+        .into_iter()
+        .filter(|c| c.name == "rpc_methods" || names.contains(&c.name))
+        .collect();
+    let listed = json!(listed);
+    m.register_method("rpc_methods", move |_p, _ctx, _| RpcResult::Ok(listed.clone()))?;
     Ok(m)
 }
 

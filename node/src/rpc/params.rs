@@ -36,6 +36,8 @@ const NO_PARAMS: &[&str] = &[
     "blocks_gc",
     "blocks_verify",
     "subscribe_signals",
+    "rpc_methods",
+    "node_uiLogin",
 ];
 /// Methods whose only parameter is `communityId`.
 const COMMUNITY_ONLY: &[&str] = &[
@@ -51,6 +53,7 @@ const COMMUNITY_ONLY: &[&str] = &[
     "community_description",
     "community_members",
     "community_pendingRequests",
+    "archive_syncStatus",
 ];
 /// Methods whose parameters are `communityId` and `memberKey`.
 const COMMUNITY_AND_MEMBER: &[&str] = &[
@@ -90,10 +93,17 @@ pub fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(INVALID_PARAMS, msg.into(), None::<()>)
 }
 
-/// Parses the parameters (named or positional) into `T`; errors name the field.
+/// Parses the parameters (named, or by position with trailing optional ones left out) into
+/// `T`; errors name the field.
 fn parse<T: DeserializeOwned>(p: &Params) -> Result<T, ErrorObjectOwned> {
     let raw = p.as_str().unwrap_or("{}");
-    serde_json::from_str(raw).map_err(|e| invalid(format!("invalid params: {e}")))
+    let bad = |e: String| invalid(format!("invalid params: {e}"));
+    if raw.trim_start().starts_with('[') {
+        let values: Vec<serde_json::Value> = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
+        let named = super::fields::by_name::<T>(values).map_err(bad)?;
+        return serde_json::from_value(serde_json::Value::Object(named)).map_err(|e| bad(e.to_string()));
+    }
+    serde_json::from_str(raw).map_err(|e| bad(e.to_string()))
 }
 
 fn cid(field: &str, s: &str) -> Result<Cid, ErrorObjectOwned> {
@@ -415,6 +425,38 @@ pub fn publish(p: &Params) -> Result<(String, Vec<u8>), ErrorObjectOwned> {
     Ok((d.topic, base64("data", &d.data)?))
 }
 
+/// The parameter names `method` decodes, in by-position order (what [`check`] decodes it with).
+pub fn fields_of(method: &str) -> &'static [&'static str] {
+    use super::fields::names;
+    if NO_PARAMS.contains(&method) {
+        return &[];
+    }
+    if COMMUNITY_ONLY.contains(&method) {
+        return names::<CommunityParams>();
+    }
+    if COMMUNITY_AND_MEMBER.contains(&method) {
+        return names::<MemberParams>();
+    }
+    match method {
+        "node_connect" => names::<ConnectParams>(),
+        "node_setBandwidthLimits" => names::<BandwidthParams>(),
+        "community_create" => names::<CreateParams>(),
+        "community_join" | "community_requestToJoin" => names::<InviteParams>(),
+        "community_invite" => names::<InviteOfParams>(),
+        "community_setAccess" => names::<AccessParams>(),
+        "messages_send" | "debug_signMessage" => names::<SendParams>(),
+        "messages_query" => names::<QueryParams>(),
+        "archive_setEnabled" => names::<EnabledParams>(),
+        "archive_setInterval" => names::<IntervalParams>(),
+        "blocks_add" => names::<AddParams>(),
+        "blocks_addPath" => names::<AddPathParams>(),
+        "blocks_cat" | "blocks_stat" => names::<CidParams>(),
+        "blocks_fetch" => names::<FetchParams>(),
+        "debug_publish" => names::<PublishParams>(),
+        _ => &[],
+    }
+}
+
 /// Checks `raw` as the parameters of `method`, with the code the method runs.
 pub fn check(method: &str, raw: &str) -> Result<(), ErrorObjectOwned> {
     let p = Params::new(Some(raw));
@@ -484,5 +526,39 @@ mod tests {
         assert!(check("blocks_stat", &format!(r#"["{cid}"]"#)).is_ok());
         assert!(check("node_connect", r#"{"multiaddr":"/ip4/127.0.0.1/tcp/4001"}"#).is_ok());
         assert!(check("node_info", "garbage is ignored").is_ok());
+    }
+
+    #[test]
+    fn trailing_optional_params_may_be_left_out_by_position() {
+        let id = crate::crypto::KeyPair::generate().public_hex();
+        let cid = crate::blocks::unixfs::root_cid(b"x").to_string();
+        // Every method with optional parameters, given only its required ones by position.
+        let required = [
+            ("node_setBandwidthLimits", r#"[1000]"#.to_string()),
+            ("blocks_add", r#"["eA=="]"#.to_string()),
+            ("blocks_addPath", r#"["/tmp/x"]"#.to_string()),
+            ("blocks_fetch", format!(r#"["{cid}"]"#)),
+            ("community_create", r#"["c"]"#.to_string()),
+            ("community_invite", format!(r#"["{id}"]"#)),
+            ("messages_query", format!(r#"["{id}"]"#)),
+        ];
+        for m in crate::rpc::catalog::all() {
+            if m.params.iter().any(|p| p.optional) {
+                assert!(required.iter().any(|(name, _)| *name == m.name), "{} is not tried here", m.name);
+            }
+        }
+        for (method, raw) in &required {
+            assert!(check(method, raw).is_ok(), "{method} {raw}: {:?}", check(method, raw));
+        }
+        // Some optional ones given, by position, are decoded into their places.
+        let (_, layout) = add(&Params::new(Some(r#"["eA==", 1024, 4]"#))).unwrap();
+        assert_eq!((layout.chunk_size, layout.max_links), (1024, 4));
+        let (_, q) = query(&Params::new(Some(&format!(r#"["{id}", ["t"], 5, null, 2]"#)))).unwrap();
+        assert_eq!((q.from, q.to, q.limit, q.topics.len()), (Some(5), None, Some(2), 1));
+        // A missing required one is named; one too many is refused.
+        let msg = |m: &str, raw: &str| check(m, raw).unwrap_err().message().to_string();
+        assert!(msg("community_setAccess", &format!(r#"["{id}"]"#)).contains("missing field `access`"));
+        assert!(msg("blocks_add", r#"["eA==", 1024, 4, 5]"#).contains("at most 3"));
+        assert!(msg("blocks_add", r#"[1, 2"#).contains("invalid params"));
     }
 }

@@ -12,7 +12,8 @@ use jsonrpsee::server::{
 };
 use tower::Layer;
 
-use super::auth::{GateLayer, MetricsFn, Token};
+use super::auth::Token;
+use super::gate::{GateLayer, MetricsFn};
 use super::methods::{self, Ctx};
 use crate::config::RpcConfig;
 
@@ -38,6 +39,7 @@ pub async fn start(config: &RpcConfig, ctx: Ctx, token: Token, metrics: MetricsF
         .await
         .map_err(listen)?;
     let addr = listener.local_addr().map_err(listen)?;
+    let ctx = Ctx { rpc_port: addr.port(), ..ctx };
     let methods: Methods = methods::module(ctx).map_err(|e| Error::Methods(e.to_string()))?.into();
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_request_bytes)
@@ -45,7 +47,9 @@ pub async fn start(config: &RpcConfig, ctx: Ctx, token: Token, metrics: MetricsF
         .max_connections(config.max_connections)
         .build();
     let (stop, handle) = stop_channel();
-    let accept = Accept { listener, methods, server_config, stop, gate: GateLayer { token, metrics } };
+    let hosts = std::sync::Arc::new(config.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect());
+    let gate = GateLayer { token, metrics, port: addr.port(), hosts };
+    let accept = Accept { listener, methods, server_config, stop, gate };
     tokio::spawn(accept.run());
     Ok(Running { handle, addr })
 }
