@@ -26,6 +26,13 @@ if ! command -v miniupnpd >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get
     || echo "note: cannot install miniupnpd: the UPnP test will be skipped" >&2
 fi
 
+# The dashboard test (tests/test_ui.py) drives Debian's headless Chromium through ChromeDriver.
+if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
+    || echo "note: cannot install chromium: the dashboard test will be skipped" >&2
+fi
+
 cd tests-functional
 # Real peers (Helia, our daemons) talk on loopback only; inside a private network namespace
 # nothing can leave the machine even by mistake. A private mount namespace lets the disk tests

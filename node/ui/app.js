@@ -126,13 +126,22 @@ async function renderCommunity(c) {
   q('.id').textContent = id;
 
   const a = status.archives, b = status.bytes;
-  q('.archives-text').textContent = `${a.held} / ${a.total} (${pct(a.held, a.total)}%)`;
-  q('.archives-bar').max = Math.max(1, a.total);
-  q('.archives-bar').value = a.total ? a.held : 1;
-  q('.bytes-text').textContent = `${bytes(b.held)} / ${bytes(b.total)} (${pct(b.held, b.total)}%)`;
-  q('.bytes-bar').max = Math.max(1, b.total);
-  q('.bytes-bar').value = b.total ? b.held : 1;
-  if (a.held < a.total) syncing = true;
+  if (status.waiting) {
+    // Nothing to measure against yet: not 100 % of nothing.
+    q('.archives-text').textContent = `waiting: ${status.waiting}`;
+    q('.bytes-text').textContent = '';
+    q('.archives-bar').value = 0;
+    q('.bytes-bar').value = 0;
+    if (!c.control) syncing = true;
+  } else {
+    q('.archives-text').textContent = `${a.held} / ${a.total} (${pct(a.held, a.total)}%)`;
+    q('.archives-bar').max = Math.max(1, a.total);
+    q('.archives-bar').value = a.total ? a.held : 1;
+    q('.bytes-text').textContent = `${bytes(b.held)} / ${bytes(b.total)} (${pct(b.held, b.total)}%)`;
+    q('.bytes-bar').max = Math.max(1, b.total);
+    q('.bytes-bar').value = b.total ? b.held : 1;
+    if (a.held < a.total) syncing = true;
+  }
 
   Charts.bars(q('.windows-chart'), status.windows.map(w => ({
     label: time(w.from).slice(5), value: w.messages, color: w.held ? '#3b82f6' : '#cbd5e1',

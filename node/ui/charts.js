@@ -10,7 +10,8 @@ const Charts = (() => {
     const units = ['', 'k', 'M', 'G', 'T'];
     let i = 0;
     while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-    return (i === 0 ? Math.round(n) : n.toFixed(1)) + units[i];
+    const digits = i === 0 && (Number.isInteger(n) || Math.abs(n) >= 10) ? 0 : 1;
+    return n.toFixed(digits) + units[i];
   }
 
   function frame(canvas, max) {

@@ -23,13 +23,13 @@ class Daemon(Proc):
     """`extra`: more flags (without `--listen`, the daemon listens on an ephemeral loopback
     port, not its public default). `netns`: a `clients.netns.Namespace` to run in."""
 
-    def __init__(self, binary: str, data_dir: pathlib.Path, extra=(), netns=None):
+    def __init__(self, binary: str, data_dir: pathlib.Path, extra=(), netns=None, env=None):
         self.binary = binary
         self.data_dir = pathlib.Path(data_dir)
         self.netns = netns
         listen = () if "--listen" in extra else ("--listen", "/ip4/127.0.0.1/tcp/0")
         args = [binary, "daemon", "--data-dir", str(self.data_dir), "--rpc-port", "0", *listen, *extra]
-        super().__init__((["ip", "netns", "exec", netns.name] if netns else []) + args, "daemon")
+        super().__init__((["ip", "netns", "exec", netns.name] if netns else []) + args, "daemon", env=env)
         # The daemon prints its RPC URL, then one line per listen address, once it serves.
         first = self.first_line()
         assert first.startswith("rpc "), first

@@ -46,5 +46,5 @@ def test_download_and_upload_limits_hold_a_fetch_to_their_rate(daemons):
     up = seeder.rpc.call("node_info")["bandwidth"]["upload"]
     assert up["total"] >= 2 * SIZE, up
     metrics = seeder.metrics()
-    assert f'archive_node_bandwidth_limit_bytes{{direction="upload"}} {RATE}' in metrics
+    assert f'archive_node_bandwidth_limit_bytes_per_second{{direction="upload"}} {RATE}' in metrics
     assert 'archive_node_bandwidth_bytes_total{direction="upload"}' in metrics

@@ -58,7 +58,7 @@ impl GateLayer {
             None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_string(),
         };
         let name = name.to_ascii_lowercase();
-        matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]") || self.hosts.iter().any(|h| *h == name)
+        matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]") || self.hosts.contains(&name)
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
