@@ -24,7 +24,7 @@ def test_create_join_send_archive_sync_through_the_cli(daemons):
         listener.wait_for_signal("messages.new", lambda e: e["hash"] == sent.split()[1] and e["received"])
     finally:
         listener.close()
-    stamp = json.loads(control.cli("messages", cid).stdout.splitlines()[0])["timestamp"]
+    stamp = json.loads(control.cli("messages", cid, "--raw").stdout.splitlines()[0])["timestamp"]
     while time.time() < stamp + 1:  # windows are [from, to) in whole seconds
         time.sleep(0.05)
     round_ = json.loads(control.cli("archive", "create-now", cid).stdout)
